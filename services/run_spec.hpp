@@ -1,0 +1,73 @@
+#pragma once
+/// What one run is asked to do: the validated, expanded form of one
+/// experiment (or one matrix point of it). Actors receive this, never YAML.
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace corral {
+
+using millis = std::chrono::milliseconds;
+
+enum class stop_mode { main, tree };
+enum class restart_policy { never, on_failure, always };
+
+struct stop_spec {
+  int signal = SIGTERM;
+  stop_mode mode = stop_mode::main;
+  millis grace = std::chrono::seconds{30};
+  std::optional<int> checkpoint_signal;
+  millis checkpoint_timeout = std::chrono::seconds{60};
+};
+
+struct progress_spec {
+  std::string format;  // "" (none), sb3, jsonl, kv, csv, regex
+  std::string counter; // metric key that counts progress
+  std::optional<double> total;
+  std::string file;    // csv: file to follow (relative to cwd)
+  std::string pattern; // regex: named groups
+};
+
+struct artifacts_spec {
+  std::string checkpoints; // glob relative to cwd, placeholders expanded
+  std::string videos;
+};
+
+struct restart_spec {
+  restart_policy policy = restart_policy::never;
+  int max = 3;
+  millis backoff = std::chrono::seconds{10};
+};
+
+/// One run to create. Placeholders that depend on the run id or on an
+/// earlier run ({run}, {latest_checkpoint}) are still unexpanded in the
+/// *_template fields; expand_run_placeholders() resolves them once the
+/// registry has chosen the id.
+struct run_spec {
+  std::string id_base;    // name or name-<matrix values>; registry adds -2...
+  std::string experiment; // the experiment's name
+  std::vector<std::string> command;
+  std::string cwd; // absolute
+  std::map<std::string, std::string> env; // the experiment's env, laid over base_env
+  std::map<std::string, std::string> base_env; // submitting shell's or daemon's
+  int gpus = 0;
+  std::optional<double> cpus;
+  std::optional<std::uint64_t> memory_bytes;
+  int priority = 0;
+  std::optional<int> max_concurrent;
+  stop_spec stop;
+  progress_spec progress;
+  artifacts_spec artifacts;
+  restart_spec restart;
+  std::optional<millis> max_runtime;
+  std::string executor = "local";
+  /// Matrix values of this point, as written in the file.
+  std::map<std::string, std::string> matrix;
+};
+
+} // namespace corral
