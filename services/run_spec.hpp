@@ -44,15 +44,17 @@ struct restart_spec {
   millis backoff = std::chrono::seconds{10};
 };
 
-/// One run to create. Placeholders that depend on the run id or on an
-/// earlier run ({run}, {latest_checkpoint}) are still unexpanded in the
-/// *_template fields; expand_run_placeholders() resolves them once the
-/// registry has chosen the id.
+/// One run to create. As parse_experiments() returns it, command, env
+/// values, cwd and artifact patterns are still templates (placeholders
+/// validated, not expanded: `{{` escapes must be undone exactly once);
+/// expand_run_placeholders() resolves them once the registry has chosen the
+/// run id, and makes cwd absolute against base_dir.
 struct run_spec {
   std::string id_base;    // name or name-<matrix values>; registry adds -2...
   std::string experiment; // the experiment's name
   std::vector<std::string> command;
-  std::string cwd; // absolute
+  std::string cwd;      // absolute once expanded
+  std::string base_dir; // the submitted file's directory (absolute)
   std::map<std::string, std::string> env; // the experiment's env, laid over base_env
   std::map<std::string, std::string> base_env; // submitting shell's or daemon's
   int gpus = 0;
