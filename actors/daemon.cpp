@@ -1,0 +1,109 @@
+#include "actors/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "actors/registry.hpp"
+#include "services/reactor.hpp"
+
+namespace corral {
+
+namespace {
+
+// Each API call is a short-lived actor that asks the registry and hands
+// the answer to the gateway's callback: no I/O thread waits on an actor.
+class actor_backend final : public api_backend {
+public:
+  actor_backend(caf::actor_system& sys, registry_actor reg)
+    : sys_(sys), registry_(std::move(reg)) {}
+
+  void submit(std::vector<run_spec> runs, bool dry_run,
+              reply<std::vector<run_view>> done) override {
+    ask<views_result>(std::move(done), atom::submit::value, std::move(runs),
+                      dry_run);
+  }
+  void list_runs(run_filter filter,
+                 reply<std::vector<run_view>> done) override {
+    ask<views_result>(std::move(done), atom::list::value, std::move(filter));
+  }
+  void get_run(std::string id, reply<run_view> done) override {
+    ask<view_result>(std::move(done), atom::get::value, std::move(id), true);
+  }
+  void pause(std::string id, reply<run_view> done) override {
+    ask<view_result>(std::move(done), atom::pause::value, std::move(id));
+  }
+  void resume(std::string id, reply<run_view> done) override {
+    ask<view_result>(std::move(done), atom::resume::value, std::move(id));
+  }
+  void stop(std::string id, stop_request req, reply<run_view> done) override {
+    ask<view_result>(std::move(done), atom::stop::value, std::move(id), req);
+  }
+  void remove(std::string id, reply<ok_t> done) override {
+    ask<ok_result>(std::move(done), atom::remove::value, std::move(id));
+  }
+
+private:
+  template <class Result, class Done, class... Ts>
+  void ask(Done done, Ts... xs) {
+    auto reg = registry_;
+    sys_.spawn([=](caf::event_based_actor* self) {
+      self->request(reg, caf::infinite, xs...)
+        .then([=](Result& r) { done(std::move(r)); },
+              [=](caf::error& err) {
+                done(make_error(ec::unavailable,
+                                "the daemon could not answer: "
+                                  + self->system().render(err)));
+              });
+    });
+  }
+
+  caf::actor_system& sys_;
+  registry_actor registry_;
+};
+
+} // namespace
+
+struct daemon_runtime::impl {
+  caf::actor_system_config cfg;
+  std::unique_ptr<reactor> events = std::make_unique<reactor>();
+  std::unique_ptr<caf::actor_system> sys;
+  registry_actor registry;
+  std::unique_ptr<actor_backend> backend;
+};
+
+daemon_runtime::daemon_runtime(runtime_options opts)
+  : impl_(std::make_unique<impl>()) {
+  impl_->cfg.set("scheduler.max-threads", opts.threads);
+  impl_->sys = std::make_unique<caf::actor_system>(impl_->cfg);
+  registry_config rc;
+  rc.exec = opts.exec;
+  rc.events = impl_->events.get();
+  rc.pause_timeout = opts.pause_timeout;
+  impl_->registry = impl_->sys->spawn(registry, std::move(rc));
+  impl_->backend = std::make_unique<actor_backend>(*impl_->sys,
+                                                   impl_->registry);
+}
+
+daemon_runtime::~daemon_runtime() {
+  impl_->backend.reset();
+  caf::anon_send_exit(impl_->registry, caf::exit_reason::user_shutdown);
+  impl_->registry = nullptr;
+  // Actors go first (they unwatch from the reactor), then the reactor.
+  impl_->sys.reset();
+  impl_->events.reset();
+}
+
+api_backend& daemon_runtime::backend() {
+  return *impl_->backend;
+}
+
+void daemon_runtime::stop_all_runs() {
+  caf::scoped_actor self{*impl_->sys};
+  self->request(impl_->registry, caf::infinite, atom::shutdown::value)
+    .receive([](ok_result&) {},
+             [](caf::error& err) {
+               spdlog::error("registry did not confirm shutdown: {}",
+                             caf::to_string(err));
+             });
+}
+
+} // namespace corral

@@ -1,0 +1,38 @@
+#pragma once
+/// The registry actor: knows every run by id, creates and forgets them.
+
+#include "actors/actors.hpp"
+#include "actors/run.hpp"
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace corral {
+
+struct registry_config {
+  executor_config exec;
+  reactor* events = nullptr;
+  millis pause_timeout = std::chrono::seconds{10};
+};
+
+struct registry_state {
+  static inline const char* name = "registry";
+
+  registry_config cfg;
+  std::map<std::string, run_actor> runs;
+  std::vector<std::string> order; // creation order, for listings
+  std::set<std::string> ended;
+  std::vector<caf::typed_response_promise<ok_result>> shutdown_waiters;
+};
+
+registry_actor::behavior_type
+registry(registry_actor::stateful_pointer<registry_state> self,
+         registry_config cfg);
+
+/// The id a run gets: the base, or base-2, base-3... when taken.
+std::string unique_run_id(const std::string& base,
+                          const std::set<std::string>& taken);
+
+} // namespace corral

@@ -1,0 +1,146 @@
+#include "services/daemon_config.hpp"
+
+#include <cstdlib>
+#include <string_view>
+
+#include <yaml-cpp/yaml.h>
+
+#include "config/defaults.hpp"
+#include "services/units.hpp"
+
+namespace corral {
+
+daemon_config default_daemon_config() {
+  daemon_config cfg;
+  cfg.listen = std::string{defaults::listen};
+  cfg.pause_timeout = defaults::pause_timeout;
+  if (auto* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg)
+    cfg.state_dir = std::string{xdg} + "/corral";
+  else if (auto* home = std::getenv("HOME"); home && *home)
+    cfg.state_dir = std::string{home} + "/.local/state/corral";
+  else
+    cfg.state_dir = "/var/lib/corral";
+  return cfg;
+}
+
+namespace {
+
+std::string where(const std::string& file, const std::string& key,
+                  const YAML::Mark& m) {
+  return file + ": " + key + " (line " + std::to_string(m.line + 1)
+         + ", column " + std::to_string(m.column + 1) + ")";
+}
+
+} // namespace
+
+status apply_config_file(daemon_config& cfg, std::string_view text,
+                         const std::string& file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string{text});
+  } catch (const YAML::ParserException& e) {
+    return make_error(ec::bad_request,
+                      file + ": YAML syntax error at line "
+                        + std::to_string(e.mark.line + 1) + ", column "
+                        + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (root.IsNull())
+    return ok;
+  if (!root.IsMap())
+    return make_error(ec::invalid_spec,
+                      file + ": the config file must be a map of settings");
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    auto key = it->first.as<std::string>();
+    auto& node = it->second;
+    auto at = where(file, key, node.Mark());
+    auto scalar = [&]() -> result<std::string> {
+      if (!node.IsScalar())
+        return make_error(ec::invalid_spec, at + ": expected a single value");
+      return node.Scalar();
+    };
+    auto boolean = [&]() -> result<bool> {
+      bool b = false;
+      if (!node.IsScalar() || !YAML::convert<bool>::decode(node, b))
+        return make_error(ec::invalid_spec, at + ": expected true or false");
+      return b;
+    };
+    if (key == "listen" || key == "state_dir" || key == "token_file"
+        || key == "cgroup") {
+      auto v = scalar();
+      if (!v)
+        return v.error();
+      if (key == "listen") {
+        if (auto l = parse_listen(*v); !l)
+          return make_error(ec::invalid_spec, at + ": " + l.error().message);
+        cfg.listen = *v;
+      } else if (key == "state_dir") {
+        cfg.state_dir = *v;
+      } else if (key == "token_file") {
+        cfg.token_file = *v;
+      } else {
+        if (*v != "auto" && *v != "off")
+          return make_error(ec::invalid_spec,
+                            at + ": expected auto or off, got '" + *v + "'");
+        cfg.cgroup = *v;
+      }
+    } else if (key == "no_auth") {
+      auto b = boolean();
+      if (!b)
+        return b.error();
+      cfg.no_auth = *b;
+    } else if (key == "pause_timeout") {
+      auto v = scalar();
+      if (!v)
+        return v.error();
+      auto d = parse_duration(*v);
+      if (!d)
+        return make_error(ec::invalid_spec, at + ": " + d.error().message);
+      cfg.pause_timeout = *d;
+    } else if (key == "stop_runs_on_exit") {
+      auto b = boolean();
+      if (!b)
+        return b.error();
+      if (!*b)
+        return make_error(ec::invalid_spec,
+                          at + ": false is not supported yet: this version "
+                               "cannot re-adopt runs after a restart, so it "
+                               "stops them when it exits");
+      cfg.stop_runs_on_exit = true;
+    } else if (key == "gpus" || key == "max_concurrent"
+               || key == "starvation_timeout" || key == "log_rotate"
+               || key == "executor" || key == "slurm") {
+      return make_error(ec::invalid_spec,
+                        at + ": '" + key
+                          + "' is not supported by this version of corral");
+    } else {
+      return make_error(ec::invalid_spec, at + ": unknown key '" + key + "'");
+    }
+  }
+  return ok;
+}
+
+result<std::pair<std::string, std::uint16_t>>
+parse_listen(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size())
+    return make_error(ec::invalid_spec, "listen address '" + text
+                                          + "' needs HOST:PORT, e.g. "
+                                            "127.0.0.1:8700");
+  auto host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  auto port_text = text.substr(colon + 1);
+  char* end = nullptr;
+  long port = std::strtol(port_text.c_str(), &end, 10);
+  if (host.empty() || *end != '\0' || port < 0 || port > 65535)
+    return make_error(ec::invalid_spec, "listen address '" + text
+                                          + "' needs HOST:PORT with a port "
+                                            "from 0 to 65535");
+  return std::pair{host, static_cast<std::uint16_t>(port)};
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+} // namespace corral

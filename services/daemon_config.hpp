@@ -1,0 +1,42 @@
+#pragma once
+/// The daemon's settings: flags of `corral serve` and the config file
+/// (DESIGN.md, "Daemon"), validated with the experiments' error rules.
+
+#include "services/result.hpp"
+#include "services/run_spec.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace corral {
+
+struct daemon_config {
+  std::string listen;    // host:port
+  std::string state_dir; // absolute
+  std::string token_file;
+  bool no_auth = false;
+  millis pause_timeout{0};
+  /// "auto": a cgroup per run where the v2 hierarchy is writable, else
+  /// the signals fallback; "off": always the signals fallback.
+  std::string cgroup = "auto";
+  bool stop_runs_on_exit = true;
+};
+
+/// Defaults, with the state dir from $XDG_STATE_HOME or ~/.local/state.
+daemon_config default_daemon_config();
+
+/// Lays a config file's keys over `cfg`. Unknown keys, wrong types and
+/// settings this version cannot honour are errors naming key, line and
+/// column.
+status apply_config_file(daemon_config& cfg, std::string_view yaml_text,
+                         const std::string& file_name);
+
+/// Splits "host:port" ("[::1]:8700" for IPv6); errors name the text.
+result<std::pair<std::string, std::uint16_t>>
+parse_listen(const std::string& text);
+
+/// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback(const std::string& host);
+
+} // namespace corral

@@ -1,0 +1,376 @@
+#include "services/local_executor.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "services/exit_record.hpp"
+#include "services/proc.hpp"
+
+extern char** environ;
+
+namespace corral {
+
+namespace {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
+// posix_spawn's attributes and file actions, released however we leave.
+struct spawn_setup {
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t actions;
+  spawn_setup() {
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_init(&actions);
+  }
+  ~spawn_setup() {
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+};
+
+} // namespace
+
+std::optional<shim_report> parse_shim_report(const std::string& line) {
+  shim_report r;
+  if (line.rfind("started ", 0) == 0) {
+    unsigned long long start = 0;
+    if (std::sscanf(line.c_str() + 8, "%d %llu", &r.pid, &start) != 2)
+      return std::nullopt;
+    r.started = true;
+    r.starttime = start;
+    return r;
+  }
+  if (line.rfind("exec_error ", 0) == 0) {
+    r.message = line.substr(11);
+    return r;
+  }
+  return std::nullopt;
+}
+
+std::map<std::string, std::string> run_environment(const run_spec& spec,
+                                                   const std::string& run_id) {
+  auto env = spec.base_env;
+  for (auto& [k, v] : spec.env)
+    env[k] = v;
+  // gpus: 0 hides every device, so a run cannot touch one by accident.
+  env["CUDA_VISIBLE_DEVICES"] = "";
+  env["CORRAL_RUN_ID"] = run_id;
+  env.try_emplace("PYTHONUNBUFFERED", "1");
+  return env;
+}
+
+result<std::unique_ptr<local_executor>>
+local_executor::launch(const executor_config& cfg, const std::string& run_id,
+                       const run_spec& spec) {
+  std::unique_ptr<local_executor> self{new local_executor};
+  self->run_id_ = run_id;
+  self->run_dir_ = cfg.runs_dir + "/" + run_id;
+  std::error_code err;
+  std::filesystem::create_directories(self->run_dir_, err);
+  if (err)
+    return make_error(ec::internal, "cannot create run directory "
+                                      + self->run_dir_ + ": " + err.message());
+  // A run id that was used before (and deleted) must not inherit the old
+  // exit record.
+  std::filesystem::remove(self->run_dir_ + "/exit", err);
+  if (cfg.cgroup_parent) {
+    auto cg = cgroup::create(*cfg.cgroup_parent + "/" + run_id);
+    if (!cg)
+      return cg.error();
+    self->cgroup_ = *cg;
+    self->cgroup_rel_ = cg->relative_to(cfg.cgroup_mount);
+  }
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return make_error(ec::internal,
+                      std::string{"cannot create a pipe: "} + std::strerror(errno));
+  self->status_.reset(fds[0]);
+  unique_fd status_w{fds[1]};
+  ::fcntl(self->status_.get(), F_SETFL, O_NONBLOCK);
+
+  std::vector<std::string> args{cfg.shim_path, "--run-dir", self->run_dir_};
+  if (self->cgroup_) {
+    args.push_back("--cgroup");
+    args.push_back(self->cgroup_->path());
+  }
+  args.insert(args.end(), {"--cwd", spec.cwd, "--stop-signal",
+                           std::to_string(spec.stop.signal), "--grace-ms",
+                           std::to_string(spec.stop.grace.count()), "--"});
+  args.insert(args.end(), spec.command.begin(), spec.command.end());
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::vector<std::string> env_strings;
+  for (auto& [k, v] : run_environment(spec, run_id))
+    env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  spawn_setup setup;
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  // Its own session: a Ctrl-C to a foreground daemon does not reach runs.
+  posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSID
+                                          | POSIX_SPAWN_SETSIGMASK
+                                          | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setsigmask(&setup.attr, &none);
+  posix_spawnattr_setsigdefault(&setup.attr, &all);
+  for (int fd : {0, 1, 2})
+    posix_spawn_file_actions_addopen(&setup.actions, fd, "/dev/null",
+                                     fd == 0 ? O_RDONLY : O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&setup.actions, status_w.get(), 3);
+
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, cfg.shim_path.c_str(), &setup.actions,
+                         &setup.attr, argv.data(), envp.data());
+  if (rc != 0)
+    return make_error(ec::internal, "cannot start the shim " + cfg.shim_path
+                                      + ": " + std::strerror(rc));
+  // The shim is our unreaped child: its pid cannot be reused yet.
+  auto shim = pidfd::open(pid);
+  if (!shim)
+    return shim.error();
+  self->shim_ = std::move(*shim);
+  return self;
+}
+
+local_executor::~local_executor() {
+  // Reap a shim that already exited; one still running (the daemon exits
+  // and leaves it) is inherited by init.
+  if (!reaped_ && shim_) {
+    int wstatus = 0;
+    ::waitpid(shim_.pid(), &wstatus, WNOHANG);
+  }
+}
+
+std::string local_executor::mechanism() const {
+  return cgroup_ ? "cgroup-v2" : "signals";
+}
+
+std::string local_executor::events_path() const {
+  return cgroup_ ? cgroup_->events_path() : std::string{};
+}
+
+std::optional<shim_report> local_executor::read_report() {
+  char buf[1024];
+  for (;;) {
+    auto n = ::read(status_.get(), buf, sizeof buf);
+    if (n > 0) {
+      status_buf_.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    break;
+  }
+  auto nl = status_buf_.find('\n');
+  if (nl == std::string::npos)
+    return std::nullopt;
+  auto line = status_buf_.substr(0, nl);
+  status_buf_.erase(0, nl + 1);
+  return parse_shim_report(line);
+}
+
+status local_executor::adopt_main(int pid, std::uint64_t starttime) {
+  auto fd = pidfd::open(pid, starttime);
+  if (!fd)
+    return fd.error();
+  main_ = std::move(*fd);
+  main_start_ = starttime;
+  return ok;
+}
+
+std::optional<int> local_executor::main_pid() const {
+  if (!main_)
+    return std::nullopt;
+  return main_.pid();
+}
+
+std::vector<int> local_executor::tree_pids() const {
+  if (cgroup_) {
+    auto pids = cgroup_->procs();
+    return pids ? *pids : std::vector<int>{};
+  }
+  // Fallback: the shim is the tree's subreaper, so every process of the
+  // tree, setsid() escapees included, descends from it.
+  return descendants_of(shim_.pid());
+}
+
+status local_executor::freeze() {
+  if (cgroup_)
+    return cgroup_->freeze();
+  // A process forked between the scan and the signal is caught by the next
+  // round; stop once a round finds nothing new.
+  std::set<int> stopped;
+  for (int round = 0; round < 100; ++round) {
+    bool fresh = false;
+    for (auto pid : tree_pids()) {
+      if (stopped.count(pid))
+        continue;
+      if (auto st = read_proc_stat(pid))
+        signal_process_safely(pid, st->starttime, SIGSTOP);
+      stopped.insert(pid);
+      fresh = true;
+    }
+    if (!fresh)
+      return ok;
+  }
+  return make_error(ec::internal,
+                    "the tree of run " + run_id_ + " keeps forking new processes");
+}
+
+bool local_executor::frozen() const {
+  if (cgroup_) {
+    auto ev = cgroup_->events();
+    return ev && ev->frozen;
+  }
+  for (auto pid : tree_pids()) {
+    auto st = read_proc_stat(pid);
+    if (st && st->state != 'T' && st->state != 't' && st->state != 'Z')
+      return false;
+  }
+  return true;
+}
+
+status local_executor::thaw() {
+  status r = ok;
+  if (cgroup_)
+    r = cgroup_->thaw();
+  signal_tree(SIGCONT);
+  return r;
+}
+
+bool local_executor::main_stopped() const {
+  if (!main_)
+    return false;
+  auto st = read_proc_stat(main_.pid());
+  return st && st->starttime == main_start_
+         && (st->state == 'T' || st->state == 't');
+}
+
+std::vector<process_info> local_executor::unfrozen_processes() const {
+  std::vector<process_info> out;
+  for (auto pid : tree_pids()) {
+    auto st = read_proc_stat(pid);
+    if (!st)
+      continue;
+    // A process in uninterruptible sleep is what blocks a freeze.
+    if (!cgroup_ ? (st->state != 'T' && st->state != 't') : st->state == 'D')
+      out.push_back({pid, st->ppid, st->state, false, read_cmdline(pid), 0, 0});
+  }
+  if (out.empty() && cgroup_)
+    for (auto pid : tree_pids())
+      if (auto st = read_proc_stat(pid))
+        out.push_back({pid, st->ppid, st->state, false, read_cmdline(pid), 0, 0});
+  return out;
+}
+
+status local_executor::signal_main(int sig) {
+  if (!main_)
+    return make_error(ec::not_found, "run " + run_id_ + " has no main process");
+  return main_.send_signal(sig);
+}
+
+void local_executor::signal_tree(int sig) {
+  if (cgroup_) {
+    cgroup_->signal_all(sig);
+    return;
+  }
+  for (auto pid : tree_pids())
+    if (auto st = read_proc_stat(pid))
+      signal_process_safely(pid, st->starttime, sig);
+}
+
+void local_executor::kill_tree() {
+  if (cgroup_) {
+    // A frozen cgroup is killed as well: SIGKILL needs no thaw.
+    (void) cgroup_->kill();
+    return;
+  }
+  for (int round = 0; round < 100; ++round) {
+    auto pids = tree_pids();
+    if (pids.empty())
+      return;
+    for (auto pid : pids)
+      if (auto st = read_proc_stat(pid))
+        signal_process_safely(pid, st->starttime, SIGKILL);
+  }
+}
+
+int local_executor::process_count() const {
+  return static_cast<int>(tree_pids().size());
+}
+
+std::vector<process_info> local_executor::processes() {
+  std::vector<process_info> out;
+  bool cg_frozen = cgroup_ && frozen();
+  auto now = now_ns();
+  auto ticks = static_cast<double>(clock_ticks_per_second());
+  std::map<int, cpu_sample> next;
+  for (auto pid : tree_pids()) {
+    auto st = read_proc_stat(pid);
+    if (!st)
+      continue;
+    process_info p;
+    p.pid = pid;
+    p.ppid = st->ppid;
+    p.state = st->state;
+    p.frozen = cgroup_ ? cg_frozen : (st->state == 'T' || st->state == 't');
+    p.cmd = read_cmdline(pid);
+    p.rss_bytes = st->rss_pages * static_cast<std::uint64_t>(page_size_bytes());
+    auto used = st->utime + st->stime;
+    if (auto it = cpu_.find(pid); it != cpu_.end() && now > it->second.at_ns
+                                   && used >= it->second.ticks) {
+      auto secs = static_cast<double>(now - it->second.at_ns) / 1e9;
+      p.cpu_pct = 100.0 * static_cast<double>(used - it->second.ticks) / ticks
+                  / secs;
+    }
+    next[pid] = {used, now};
+    out.push_back(std::move(p));
+  }
+  cpu_ = std::move(next);
+  return out;
+}
+
+exit_facts local_executor::collect_exit() {
+  exit_facts facts;
+  if (!reaped_) {
+    int wstatus = 0;
+    while (::waitpid(shim_.pid(), &wstatus, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+  if (auto rec = read_exit_record(run_dir_)) {
+    facts.recorded = true;
+    facts.exec_error = rec->status == "exec_error";
+    facts.signaled = rec->status == "signaled";
+    facts.code = rec->code;
+    facts.message = rec->message;
+  }
+  return facts;
+}
+
+void local_executor::cleanup() {
+  if (cgroup_)
+    (void) cgroup_->remove();
+}
+
+} // namespace corral

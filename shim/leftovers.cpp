@@ -1,0 +1,129 @@
+#include "shim/leftovers.hpp"
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <unordered_set>
+
+#include "services/pidfd.hpp"
+#include "services/proc.hpp"
+
+namespace corral::shim {
+
+leftovers::leftovers(std::optional<cgroup> cg) : cg_(std::move(cg)) {
+  if (!cg_)
+    return;
+  if (auto mount = find_cgroup2_mount())
+    cg_rel_ = cg_->relative_to(*mount);
+  // The kernel modifies cgroup.events when "populated" flips: an inotify
+  // watch tells the moment the cgroup empties, without polling.
+  watch_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (watch_
+      && ::inotify_add_watch(watch_.get(), cg_->events_path().c_str(),
+                             IN_MODIFY)
+             < 0)
+    watch_.reset();
+}
+
+void leftovers::drain_watch() {
+  alignas(inotify_event) char buf[4096];
+  while (watch_ && ::read(watch_.get(), buf, sizeof buf) > 0) {
+  }
+}
+
+std::chrono::milliseconds leftovers::rescan_interval() const {
+  using namespace std::chrono_literals;
+  return cg_ && watch_ ? 1000ms : 50ms;
+}
+
+bool leftovers::empty() {
+  if (cg_) {
+    auto ev = cg_->events();
+    // A cgroup that is gone has no members.
+    return !ev || !ev->populated;
+  }
+  for (auto pid : descendants_of(::getpid()))
+    if (auto st = read_proc_stat(pid); st && st->state != 'Z')
+      return false;
+  return true;
+}
+
+int leftovers::signal_new(int sig) {
+  int total = 0;
+  for (int n = signal_pass(sig); n > 0; n = signal_pass(sig))
+    total += n;
+  return total;
+}
+
+namespace {
+
+/// sig, then SIGCONT (as systemd does): a stopped process acts on the stop
+/// signal now instead of sleeping through the grace period into SIGKILL.
+void send_with_cont(const pidfd& fd, int sig) {
+  (void)fd.send_signal(sig);
+  if (sig != SIGKILL && sig != SIGCONT)
+    (void)fd.send_signal(SIGCONT);
+}
+
+} // namespace
+
+int leftovers::signal_pass(int sig) {
+  // Counts new processes found, signalled or not: one that exited
+  // meanwhile still means the tree moved, so look again.
+  int found = 0;
+  if (cg_) {
+    auto pids = cg_->procs();
+    if (!pids)
+      return 0;
+    for (auto pid : *pids) {
+      // Pin first, then check: the pid read from cgroup.procs may have
+      // been recycled by a process outside the run since.
+      auto fd = pidfd::open(pid);
+      if (!fd || proc_cgroup2_path(pid) != cg_rel_)
+        continue;
+      auto st = read_proc_stat(pid);
+      if (!st || !signalled_.insert({pid, st->starttime}).second)
+        continue;
+      send_with_cont(*fd, sig);
+      ++found;
+    }
+    return found;
+  }
+  auto self = ::getpid();
+  auto pids = descendants_of(self);
+  std::unordered_set<int> tree(pids.begin(), pids.end());
+  tree.insert(self);
+  for (auto pid : pids) {
+    // The parent check ties this stat to the scan: a recycled pid would
+    // have a parent outside the tree. The start time then pins it (the
+    // check signal_process_safely makes).
+    auto st = read_proc_stat(pid);
+    if (!st || st->state == 'Z' || !tree.count(st->ppid))
+      continue;
+    if (!signalled_.insert({pid, st->starttime}).second)
+      continue;
+    if (auto fd = pidfd::open(pid, st->starttime))
+      send_with_cont(*fd, sig);
+    ++found;
+  }
+  return found;
+}
+
+void leftovers::kill() {
+  if (cg_) {
+    // One write kills every member at once, forks in flight included.
+    (void)cg_->kill();
+    return;
+  }
+  auto self = ::getpid();
+  auto pids = descendants_of(self);
+  std::unordered_set<int> tree(pids.begin(), pids.end());
+  tree.insert(self);
+  for (auto pid : pids)
+    if (auto st = read_proc_stat(pid);
+        st && st->state != 'Z' && tree.count(st->ppid))
+      (void)signal_process_safely(pid, st->starttime, SIGKILL);
+}
+
+} // namespace corral::shim

@@ -1,0 +1,110 @@
+#pragma once
+/// Real daemons, real trainers, real HTTP: what integration tests share.
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace corral::test {
+
+using namespace std::chrono_literals;
+
+/// A fresh directory under /tmp, removed with everything in it.
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const {
+    return path_ + "/" + name;
+  }
+
+private:
+  std::string path_;
+};
+
+struct reply {
+  int status = 0;
+  nlohmann::json body;
+  std::string raw;
+};
+
+/// `corral serve` on 127.0.0.1 port 0 with its own state dir.
+class test_daemon {
+public:
+  /// Extra flags go after the defaults (e.g. "--cgroup", "off").
+  explicit test_daemon(std::vector<std::string> extra = {});
+  /// SIGTERM (the daemon stops its runs), bounded wait, then SIGKILL.
+  ~test_daemon();
+  test_daemon(const test_daemon&) = delete;
+  test_daemon& operator=(const test_daemon&) = delete;
+
+  reply call(const std::string& method, const std::string& target,
+             const std::string& body = "",
+             const std::string& content_type = "application/json",
+             std::optional<std::string> token = std::nullopt);
+  /// POSTs an experiments YAML document; returns the reply.
+  reply submit(const std::string& yaml, const std::string& base_dir = "/tmp");
+  /// Sends SIGTERM and waits for the exit code.
+  int terminate(std::chrono::seconds limit = 60s);
+
+  const std::string& url() const { return url_; }
+  const std::string& token() const { return token_; }
+  const std::string& state_dir() const { return state_.path(); }
+  int pid() const { return pid_; }
+  /// What the daemon printed to stderr so far.
+  std::string log() const;
+
+private:
+  temp_dir state_;
+  int pid_ = -1;
+  std::string url_;
+  std::string token_;
+};
+
+/// Runs `corral ARGS...` to completion; returns exit code and output.
+struct command_result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+command_result run_corral(const std::vector<std::string>& args,
+                          const std::vector<std::string>& env = {});
+
+/// Polls pred every few ms until it holds or `limit` passes.
+bool wait_until(const std::function<bool()>& pred,
+                std::chrono::milliseconds limit = 10s);
+
+/// A process that exists and is not a zombie.
+bool alive(int pid);
+/// /proc/<pid>/stat state letter, or '?' when gone.
+char proc_state(int pid);
+
+/// The tree_trainer.py fixture's files in a directory.
+struct trainer_dir {
+  std::string path;
+  static inline const std::vector<std::string> roles{
+    "main", "worker1", "worker2", "grandchild", "escapee"};
+  std::optional<int> pid(const std::string& role) const;
+  long count(const std::string& role) const;
+  bool has(const std::string& file) const;
+  /// Waits until every role has written its pid and a first count.
+  bool wait_all_started(std::chrono::milliseconds limit = 20s) const;
+  std::vector<int> pids() const;
+  /// Kills whatever of the fixture is still alive (test cleanup only):
+  /// by pid, after checking the process is still this fixture's.
+  void kill_leftovers() const;
+};
+
+/// The YAML for one tree_trainer run.
+std::string trainer_yaml(const std::string& name, const std::string& dir,
+                         const std::string& extra_args = "",
+                         const std::string& extra_keys = "");
+
+} // namespace corral::test

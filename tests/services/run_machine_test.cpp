@@ -1,0 +1,76 @@
+#include <catch2/catch.hpp>
+
+#include "services/run_machine.hpp"
+
+using namespace corral;
+
+TEST_CASE("pause is legal only from running and names the state otherwise") {
+  CHECK(check_pause("a", run_state::running));
+  for (auto s : {run_state::queued, run_state::starting, run_state::paused,
+                 run_state::stopping, run_state::stopped, run_state::finished,
+                 run_state::failed}) {
+    auto r = check_pause("ppo-3", s);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ec::invalid_transition);
+    CHECK(r.error().message
+          == "run ppo-3 is " + std::string{to_string(s)}
+               + "; only a running run can be paused");
+  }
+}
+
+TEST_CASE("resume is legal only from paused") {
+  CHECK(check_resume("a", run_state::paused));
+  auto r = check_resume("a", run_state::running);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message == "run a is running; only a paused run can be resumed");
+}
+
+TEST_CASE("stop is legal until the run has ended; delete only after") {
+  for (auto s : {run_state::queued, run_state::starting, run_state::running,
+                 run_state::paused, run_state::stopping}) {
+    CHECK(check_stop("a", s));
+    CHECK_FALSE(check_remove("a", s));
+  }
+  for (auto s : {run_state::stopped, run_state::finished, run_state::failed}) {
+    CHECK_FALSE(check_stop("a", s));
+    CHECK(check_remove("a", s));
+  }
+}
+
+TEST_CASE("exit 0 finishes, non-zero and signals fail, a stop is stopped") {
+  exit_facts ok0{true, false, false, 0, ""};
+  auto e = classify_ending(ok0, std::nullopt);
+  CHECK(e.state == run_state::finished);
+  CHECK(e.exit_code == 0);
+
+  exit_facts bad{true, false, false, 3, ""};
+  e = classify_ending(bad, std::nullopt);
+  CHECK(e.state == run_state::failed);
+  CHECK(e.reason == "exit");
+  CHECK(e.exit_code == 3);
+
+  exit_facts killed{true, false, true, 9, ""};
+  e = classify_ending(killed, std::nullopt);
+  CHECK(e.state == run_state::failed);
+  CHECK(e.reason == "signal");
+  CHECK(e.signal == "SIGKILL");
+  CHECK_FALSE(e.exit_code);
+
+  exit_facts term{true, false, true, 15, ""};
+  e = classify_ending(term, std::string{"user"});
+  CHECK(e.state == run_state::stopped);
+  CHECK(e.reason == "user");
+  CHECK(e.signal == "SIGTERM");
+}
+
+TEST_CASE("an exec error fails with its message; no record means lost") {
+  exit_facts exec{true, true, false, 127, "cannot start 'nope': No such file"};
+  auto e = classify_ending(exec, std::nullopt);
+  CHECK(e.state == run_state::failed);
+  CHECK(e.reason == "exec_error");
+  CHECK(e.message == "cannot start 'nope': No such file");
+
+  e = classify_ending(exit_facts{}, std::nullopt);
+  CHECK(e.state == run_state::failed);
+  CHECK(e.reason == "lost");
+}
