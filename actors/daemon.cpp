@@ -73,6 +73,10 @@ struct daemon_runtime::impl {
 daemon_runtime::daemon_runtime(runtime_options opts)
   : impl_(std::make_unique<impl>()) {
   impl_->cfg.set("scheduler.max-threads", opts.threads);
+  // Work stealing parks idle workers in sleeps of up to 10 ms: fine for
+  // throughput, too slow for a pause that must answer in about a
+  // millisecond. The sharing policy wakes a worker at once.
+  impl_->cfg.set("scheduler.policy", caf::atom("sharing"));
   impl_->sys = std::make_unique<caf::actor_system>(impl_->cfg);
   registry_config rc;
   rc.exec = opts.exec;

@@ -104,6 +104,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
     [=](atom::submit, std::vector<run_spec> specs,
         bool dry_run) -> caf::result<views_result> {
       auto& st = self->state;
+      for (auto& spec : specs)
+        if (auto r = check_supported(spec); !r)
+          return views_result{r.error()};
       std::set<std::string> taken;
       for (auto& [id, hdl] : st.runs)
         taken.insert(id);

@@ -143,6 +143,7 @@ void begin_stop(self_ptr self, const stop_request& req,
   if (st.view.state == run_state::paused) {
     // A frozen trainer cannot run its SIGTERM handler: thaw first.
     (void) st.exec->thaw();
+    st.exec->continue_stopped();
     st.paused_by_request = false;
   }
   change_state(self, run_state::stopping, reason,
@@ -356,6 +357,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
       st.paused_by_request = false;
       change_state(self, run_state::running, "user",
                    "every process thawed and continued");
+      // Processes stopped from outside get SIGCONT right after the answer:
+      // a read per process would double the resume latency.
+      self->send(self, atom::deadline::value, std::string{"continue"},
+                 std::uint64_t{0});
       return snapshot(self, false);
     },
     [=](atom::stop, stop_request req) -> caf::result<view_result> {
@@ -435,6 +440,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         } else {
           auto stuck = st.exec->unfrozen_processes();
           (void) st.exec->thaw();
+          st.exec->continue_stopped();
           std::string names;
           for (auto& p : stuck)
             names += (names.empty() ? "" : ", ") + std::to_string(p.pid) + " ("
@@ -448,6 +454,11 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
           spdlog::warn("run/{} pause timed out: {}", st.cfg.id, err.message);
           fail_waiters(st.pause_waiters, err);
         }
+        return;
+      }
+      if (kind == "continue") {
+        if (st.exec && is_active(st.view.state))
+          st.exec->continue_stopped();
         return;
       }
       if (gen != st.stop_generation || st.view.state != run_state::stopping)

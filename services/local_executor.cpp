@@ -254,8 +254,26 @@ status local_executor::thaw() {
   status r = ok;
   if (cgroup_)
     r = cgroup_->thaw();
-  signal_tree(SIGCONT);
+  else
+    continue_stopped();
+  // The main process decides whether the run counts as running; the rest
+  // of a cgroup tree follows in continue_stopped().
+  if (main_stopped())
+    (void) main_.send_signal(SIGCONT);
   return r;
+}
+
+void local_executor::continue_stopped() {
+  // Only processes stopped by a signal need SIGCONT; reading their state
+  // first costs one read each instead of a pidfd round per process.
+  for (auto pid : tree_pids()) {
+    auto st = read_proc_stat(pid);
+    if (!st || (st->state != 'T' && st->state != 't'))
+      continue;
+    auto fd = pidfd::open(pid, st->starttime);
+    if (fd && (!cgroup_ || proc_cgroup2_path(pid) == cgroup_rel_))
+      (void) fd->send_signal(SIGCONT);
+  }
 }
 
 bool local_executor::main_stopped() const {

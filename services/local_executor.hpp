@@ -76,9 +76,13 @@ public:
   /// True once every process of the tree is frozen (cgroup.events says
   /// frozen 1) or, in the fallback, shows state T.
   bool frozen() const;
-  /// Thaws the cgroup and SIGCONTs every process, so a run stopped from
-  /// outside resumes too.
+  /// Thaws the cgroup and continues the main process if a signal stopped
+  /// it. In the fallback every process is continued here; with a cgroup,
+  /// call continue_stopped() next for the rest of the tree.
   status thaw();
+  /// SIGCONT to every process of the tree that a signal stopped (state T),
+  /// so a run paused from outside resumes whole.
+  void continue_stopped();
   /// True when the main process shows state T (stopped by anyone).
   bool main_stopped() const;
   /// Processes that did not freeze, for a pause timeout's message.

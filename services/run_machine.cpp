@@ -82,3 +82,27 @@ run_ending classify_ending(const exit_facts& facts,
 }
 
 } // namespace corral
+
+namespace corral {
+
+status check_supported(const run_spec& spec) {
+  auto refuse = [&](const std::string& key, const std::string& why) {
+    return make_error(ec::invalid_spec, "experiment " + spec.experiment + ": "
+                                          + key + " is not supported yet ("
+                                          + why + ")");
+  };
+  if (spec.gpus > 0)
+    return refuse("gpus: " + std::to_string(spec.gpus),
+                  "GPU placement comes with the scheduler; runs get "
+                  "CUDA_VISIBLE_DEVICES=\"\" until then");
+  if (spec.max_concurrent)
+    return refuse("max_concurrent", "it comes with the scheduler");
+  if (spec.max_runtime)
+    return refuse("max_runtime", "it comes with the scheduler");
+  if (spec.restart.policy != restart_policy::never)
+    return refuse("restart.policy", "restart policies come with the "
+                                    "scheduler; only 'never' works now");
+  return ok;
+}
+
+} // namespace corral

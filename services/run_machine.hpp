@@ -3,6 +3,7 @@
 /// requests each state allows, and how a run's end is classified.
 
 #include "services/result.hpp"
+#include "services/run_spec.hpp"
 #include "services/run_state.hpp"
 
 #include <optional>
@@ -42,5 +43,14 @@ struct run_ending {
 /// stop the run ("user", "daemon_exit"): then any end is `stopped`.
 run_ending classify_ending(const exit_facts& facts,
                            const std::optional<std::string>& stop_reason);
+
+} // namespace corral
+
+namespace corral {
+
+/// Refuses what a spec may say but this version cannot honour yet (GPU
+/// placement, concurrency limits, runtime limits, restart policies), so
+/// nothing a user asks for is silently ignored. ec::invalid_spec.
+status check_supported(const run_spec& spec);
 
 } // namespace corral

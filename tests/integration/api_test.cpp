@@ -130,7 +130,7 @@ TEST_CASE("the CLI submits, lists, pauses, resumes and stops through the API",
   r = run_corral({"stop", "cli-run"}, env);
   CHECK(r.exit_code == 1);
   // The CLI finds the token in the state dir by itself.
-  r = run_corral({"--state-dir", d.state_dir(), "ps"});
+  r = run_corral({"ps", "--state-dir", d.state_dir()});
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("cli-run") != std::string::npos);
   t.kill_leftovers();

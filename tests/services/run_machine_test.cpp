@@ -74,3 +74,18 @@ TEST_CASE("an exec error fails with its message; no record means lost") {
   CHECK(e.state == run_state::failed);
   CHECK(e.reason == "lost");
 }
+
+TEST_CASE("what this version cannot honour is refused, naming the key") {
+  run_spec spec;
+  spec.experiment = "ppo";
+  CHECK(check_supported(spec));
+  spec.gpus = 2;
+  auto r = check_supported(spec);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ec::invalid_spec);
+  CHECK(r.error().message.find("experiment ppo: gpus: 2 is not supported yet")
+        == 0);
+  spec.gpus = 0;
+  spec.restart.policy = restart_policy::on_failure;
+  CHECK_FALSE(check_supported(spec));
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""A small stand-in for a Stable-Baselines3 PPO run, for trying Corral.
+
+It behaves like the real thing where Corral cares: the main process forks
+worker processes (like SubprocVecEnv), prints SB3's progress tables, saves a
+checkpoint on SIGUSR1 and on SIGTERM (stopping its workers first), and keeps
+its step counter across pause and resume. Standard library only.
+
+Usage: toy_trainer.py [--workers N] [--total-timesteps N] [--lr LR]
+                      [--seed S] [--ckpt-dir DIR]
+"""
+import argparse
+import math
+import os
+import random
+import signal
+import sys
+import time
+
+
+def table(rows):
+    """SB3's ASCII table: sections with indented keys."""
+    lines = []
+    for section, items in rows:
+        lines.append((section + "/", ""))
+        for key, value in items:
+            lines.append(("   " + key, value))
+    kw = max(len(k) for k, _ in lines)
+    vw = max(len(v) for _, v in lines)
+    bar = "-" * (kw + vw + 7)
+    out = [bar]
+    for k, v in lines:
+        out.append("| %s | %s |" % (k.ljust(kw), v.ljust(vw)))
+    out.append(bar)
+    return "\n".join(out)
+
+
+def worker(index):
+    # An environment worker: busy a little, then idle, until told to stop.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    while True:
+        x = 0.0
+        for i in range(20000):
+            x += math.sin(i)
+        time.sleep(0.05)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--total-timesteps", type=int, default=200000)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-dir", default="checkpoints")
+    args = p.parse_args()
+    random.seed(args.seed)
+    os.makedirs(args.ckpt_dir, exist_ok=True)
+
+    workers = []
+    for i in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            worker(i)
+            os._exit(0)
+        workers.append(pid)
+
+    state = {"timesteps": 0, "iteration": 0}
+    started = time.time()
+
+    def save(tag):
+        path = os.path.join(args.ckpt_dir, "ppo_%d_steps.zip" % state["timesteps"])
+        with open(path + ".tmp", "w") as f:
+            f.write("timesteps=%d\n" % state["timesteps"])
+        os.replace(path + ".tmp", path)
+        print("Saving model checkpoint to %s (%s)" % (path, tag), flush=True)
+
+    def on_term(*_):
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        save("SIGTERM")
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGUSR1, lambda *_: save("SIGUSR1"))
+    print("Using cpu device", flush=True)
+    n_steps = 2048
+    reward = 20.0
+    while state["timesteps"] < args.total_timesteps:
+        time.sleep(1.0)
+        state["iteration"] += 1
+        state["timesteps"] += n_steps
+        reward = min(500.0, reward * (1.0 + 2000 * args.lr) + random.uniform(-2, 4))
+        elapsed = max(1, int(time.time() - started))
+        print(table([
+            ("rollout", [("ep_len_mean", "%.1f" % reward),
+                         ("ep_rew_mean", "%.1f" % reward)]),
+            ("time", [("fps", str(int(state["timesteps"] / elapsed))),
+                      ("iterations", str(state["iteration"])),
+                      ("time_elapsed", str(elapsed)),
+                      ("total_timesteps", str(state["timesteps"]))]),
+            ("train", [("learning_rate", "%g" % args.lr),
+                       ("loss", "%.3g" % (50.0 / (1 + state["iteration"])))]),
+        ]), flush=True)
+        if state["iteration"] % 20 == 0:
+            save("periodic")
+    on_term()
+
+
+if __name__ == "__main__":
+    main()
