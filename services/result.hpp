@@ -47,7 +47,7 @@ template <class T>
 class result {
 public:
   result(T value) : data_(std::move(value)) {}
-  result(error err) : data_(std::move(err)) {}
+  result(corral::error err) : data_(std::move(err)) {}
 
   explicit operator bool() const { return data_.index() == 0; }
   bool has_value() const { return data_.index() == 0; }
