@@ -63,6 +63,8 @@ run_view snapshot(self_ptr self, bool with_processes) {
       }
     } else {
       v.process_count = st.exec->process_count();
+      v.cpu_pct = st.cpu_pct;
+      v.rss_bytes = st.rss_bytes;
     }
   } else if (with_processes) {
     v.processes = std::vector<process_info>{};
@@ -425,6 +427,15 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
       if (is_ended(st.view.state))
         return;
       observe(self);
+      // Every few ticks, refresh the tree's CPU and RSS for summaries.
+      if (st.exec && ++st.ticks % 8 == 0) {
+        st.cpu_pct = 0;
+        st.rss_bytes = 0;
+        for (auto& p : st.exec->processes()) {
+          st.cpu_pct += p.cpu_pct;
+          st.rss_bytes += p.rss_bytes;
+        }
+      }
       self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
     },
     [=](atom::deadline, std::string kind, std::uint64_t gen) {

@@ -41,6 +41,10 @@ struct run_actor_state {
   millis stop_grace{0};
   std::optional<std::int64_t> checkpoint_baseline_ns;
   int events_watch = -1;
+  unsigned ticks = 0; // observation ticks so far
+  /// Tree totals from the latest resource sample, for summaries.
+  double cpu_pct = 0;
+  std::uint64_t rss_bytes = 0;
   int watched_fds[3] = {-1, -1, -1}; // status, shim, main
 
   ~run_actor_state();

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -342,6 +343,10 @@ std::vector<process_info> local_executor::processes() {
   bool cg_frozen = cgroup_ && frozen();
   auto now = now_ns();
   auto ticks = static_cast<double>(clock_ticks_per_second());
+  // For a process seen for the first time: its average since it started.
+  double uptime_s = 0;
+  if (auto text = read_small_file("/proc/uptime"))
+    uptime_s = std::strtod(text->c_str(), nullptr);
   std::map<int, cpu_sample> next;
   for (auto pid : tree_pids()) {
     auto st = read_proc_stat(pid);
@@ -360,6 +365,10 @@ std::vector<process_info> local_executor::processes() {
       auto secs = static_cast<double>(now - it->second.at_ns) / 1e9;
       p.cpu_pct = 100.0 * static_cast<double>(used - it->second.ticks) / ticks
                   / secs;
+    } else {
+      auto age_s = uptime_s - static_cast<double>(st->starttime) / ticks;
+      if (age_s > 0.01)
+        p.cpu_pct = 100.0 * static_cast<double>(used) / ticks / age_s;
     }
     next[pid] = {used, now};
     out.push_back(std::move(p));

@@ -95,6 +95,9 @@ status check_supported(const run_spec& spec) {
     return refuse("gpus: " + std::to_string(spec.gpus),
                   "GPU placement comes with the scheduler; runs get "
                   "CUDA_VISIBLE_DEVICES=\"\" until then");
+  if (spec.cpus || spec.memory_bytes)
+    return refuse(spec.cpus ? "cpus" : "memory",
+                  "placement comes with the scheduler");
   if (spec.max_concurrent)
     return refuse("max_concurrent", "it comes with the scheduler");
   if (spec.max_runtime)
