@@ -1,0 +1,65 @@
+#include <catch2/catch.hpp>
+
+#include "services/daemon_config.hpp"
+
+using namespace corral;
+
+TEST_CASE("a config file lays its keys over the defaults") {
+  auto aut = default_daemon_config();
+  CHECK(aut.listen == "127.0.0.1:8700");
+  CHECK(aut.pause_timeout == std::chrono::seconds{10});
+  REQUIRE(apply_config_file(aut,
+                            "listen: 127.0.0.1:9000\npause_timeout: 2s\n"
+                            "no_auth: true\ncgroup: off\nstate_dir: /srv/c\n",
+                            "corral.yaml"));
+  CHECK(aut.listen == "127.0.0.1:9000");
+  CHECK(aut.pause_timeout == std::chrono::seconds{2});
+  CHECK(aut.no_auth);
+  CHECK(aut.cgroup == "off");
+  CHECK(aut.state_dir == "/srv/c");
+}
+
+TEST_CASE("config errors name the file, key, line and column") {
+  auto aut = default_daemon_config();
+  auto r = apply_config_file(aut, "listen: 127.0.0.1:1\nlisen: x\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ec::invalid_spec);
+  CHECK(r.error().message == "c.yaml: lisen (line 2, column 8): unknown key 'lisen'");
+
+  r = apply_config_file(aut, "pause_timeout: soon\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("c.yaml: pause_timeout (line 1, column 16)")
+        == 0);
+
+  r = apply_config_file(aut, "listen: [a\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ec::bad_request);
+  CHECK(r.error().message.find("c.yaml: YAML syntax error at line") == 0);
+
+  r = apply_config_file(aut, "gpus: 4\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("not supported") != std::string::npos);
+
+  r = apply_config_file(aut, "stop_runs_on_exit: false\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  r = apply_config_file(aut, "cgroup: maybe\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("expected auto or off") != std::string::npos);
+}
+
+TEST_CASE("listen addresses split into host and port") {
+  auto a = parse_listen("127.0.0.1:0");
+  REQUIRE(a);
+  CHECK(a->first == "127.0.0.1");
+  CHECK(a->second == 0);
+  auto b = parse_listen("[::1]:8700");
+  REQUIRE(b);
+  CHECK(b->first == "::1");
+  CHECK_FALSE(parse_listen("localhost"));
+  CHECK_FALSE(parse_listen("h:70000"));
+  CHECK_FALSE(parse_listen(":80"));
+  CHECK(is_loopback("127.0.0.1"));
+  CHECK(is_loopback("::1"));
+  CHECK(is_loopback("localhost"));
+  CHECK_FALSE(is_loopback("0.0.0.0"));
+}

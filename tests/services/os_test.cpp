@@ -1,0 +1,188 @@
+// /proc parsing, cgroup discovery, pidfds and the reactor, on the real OS.
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "services/cgroup.hpp"
+#include "services/pidfd.hpp"
+#include "services/proc.hpp"
+#include "services/reactor.hpp"
+
+using namespace corral;
+using namespace std::chrono_literals;
+
+namespace {
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return pred();
+}
+
+pid_t spawn_sleeper() {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sleep", "sleep", "30", nullptr);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+} // namespace
+
+TEST_CASE("a stat line with spaces and parens in comm parses") {
+  auto st = parse_proc_stat(
+    "4242 (my (odd) proc) T 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 "
+    "1 0 123456 1000000 250 18446744073709551615");
+  REQUIRE(st);
+  CHECK(st->pid == 4242);
+  CHECK(st->comm == "my (odd) proc");
+  CHECK(st->state == 'T');
+  CHECK(st->ppid == 1);
+  CHECK(st->utime == 17);
+  CHECK(st->stime == 5);
+  CHECK(st->starttime == 123456);
+  CHECK(st->rss_pages == 250);
+  CHECK_FALSE(parse_proc_stat("garbage"));
+}
+
+TEST_CASE("our own process reads back from /proc") {
+  auto st = read_proc_stat(::getpid());
+  REQUIRE(st);
+  CHECK(st->ppid == ::getppid());
+  CHECK(read_cmdline(::getpid()).find("services_tests") != std::string::npos);
+  CHECK_FALSE(read_proc_stat(0));
+}
+
+TEST_CASE("descendants include grandchildren") {
+  pid_t child = ::fork();
+  if (child == 0) {
+    pid_t grandchild = spawn_sleeper();
+    ::waitpid(grandchild, nullptr, 0);
+    ::_exit(0);
+  }
+  std::vector<int> found;
+  REQUIRE(eventually([&] {
+    found = descendants_of(::getpid());
+    return found.size() >= 2;
+  }));
+  CHECK(std::count(found.begin(), found.end(), child) == 1);
+  for (auto pid : found)
+    ::kill(pid, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+}
+
+TEST_CASE("the cgroup v2 mount is found on hybrid and pure machines") {
+  auto hybrid = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw\n"
+                "37 31 0:34 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer\n"
+                "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+  CHECK(find_cgroup2_mount(hybrid) == "/sys/fs/cgroup/unified");
+  auto pure = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 "
+              "rw,nsdelegate\n";
+  CHECK(find_cgroup2_mount(pure) == "/sys/fs/cgroup");
+  CHECK_FALSE(find_cgroup2_mount("22 1 0:5 / /proc rw - proc proc rw\n"));
+}
+
+TEST_CASE("signal names read both ways") {
+  CHECK(parse_signal("SIGTERM") == SIGTERM);
+  CHECK(parse_signal("term") == SIGTERM);
+  CHECK(parse_signal("10") == SIGUSR1);
+  CHECK_FALSE(parse_signal("SIGNOPE"));
+  CHECK_FALSE(parse_signal("0"));
+  CHECK(signal_name(SIGKILL) == "SIGKILL");
+  CHECK(signal_name(45) == "SIG45");
+}
+
+TEST_CASE("a pidfd refuses a process whose start time does not match",
+          "[integration]") {
+  auto pid = spawn_sleeper();
+  auto st = read_proc_stat(pid);
+  REQUIRE(st);
+  CHECK(pidfd::open(pid, st->starttime));
+  auto wrong = pidfd::open(pid, st->starttime + 1);
+  REQUIRE_FALSE(wrong);
+  CHECK(wrong.error().code == ec::not_found);
+  auto fd = pidfd::open(pid, st->starttime);
+  REQUIRE(fd);
+  CHECK_FALSE(fd->exited());
+  CHECK(fd->send_signal(SIGKILL));
+  CHECK(eventually([&] { return fd->exited(); }));
+  ::waitpid(pid, nullptr, 0);
+  // Reaped: the descriptor still names the old process, never a new one.
+  auto again = fd->send_signal(SIGKILL);
+  REQUIRE_FALSE(again);
+  CHECK(again.error().code == ec::not_found);
+  CHECK_FALSE(signal_process_safely(pid, st->starttime, SIGKILL));
+}
+
+TEST_CASE("the reactor turns pipe readiness and file changes into callbacks",
+          "[integration]") {
+  reactor aut;
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
+  std::atomic<int> reads{0};
+  REQUIRE(aut.watch(fds[0], 0x001 /* EPOLLIN */, [&](std::uint32_t) {
+    char buf[16];
+    while (::read(fds[0], buf, sizeof buf) > 0)
+      ++reads;
+  }));
+  REQUIRE(::write(fds[1], "x", 1) == 1);
+  CHECK(eventually([&] { return reads.load() == 1; }));
+
+  char path[] = "/tmp/corral-reactor-XXXXXX";
+  int file = ::mkstemp(path);
+  REQUIRE(file >= 0);
+  std::atomic<int> changes{0};
+  auto id = aut.watch_path(path, [&] { ++changes; });
+  REQUIRE(id >= 0);
+  REQUIRE(::write(file, "y", 1) == 1);
+  CHECK(eventually([&] { return changes.load() >= 1; }));
+  aut.unwatch_path(id);
+  aut.unwatch(fds[0]);
+  ::close(file);
+  ::unlink(path);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_CASE("a cgroup freezes, reports it, thaws and kills its members",
+          "[integration]") {
+  auto mount = find_cgroup2_mount();
+  if (!mount || ::access((*mount + "/cgroup.procs").c_str(), W_OK) != 0) {
+    WARN("no writable cgroup v2 hierarchy here; skipped");
+    return;
+  }
+  auto cg = cgroup::create(*mount + "/corral-test-os-" + std::to_string(::getpid()));
+  REQUIRE(cg);
+  auto pid = spawn_sleeper();
+  {
+    std::ofstream procs{cg->path() + "/cgroup.procs"};
+    procs << pid;
+  }
+  REQUIRE(cg->procs().value() == std::vector<int>{pid});
+  CHECK(proc_cgroup2_path(pid) == cg->relative_to(*mount));
+  REQUIRE(cg->freeze());
+  CHECK(eventually([&] { return cg->events()->frozen; }));
+  CHECK(read_proc_stat(pid)->state != 'T'); // frozen tasks are not "stopped"
+  REQUIRE(cg->thaw());
+  CHECK(eventually([&] { return !cg->events()->frozen; }));
+  REQUIRE(cg->kill());
+  ::waitpid(pid, nullptr, 0);
+  CHECK(eventually([&] { return !cg->events()->populated; }));
+  CHECK(cg->remove());
+}
