@@ -55,45 +55,47 @@ using cg_event = caf::atom_constant<caf::atom("cgevent")>;
 
 /// One run: owns its executor (shim + cgroup + pidfds) and state machine.
 using run_actor = caf::typed_actor<
-  /// The run's view; with processes when the flag is set.
-  caf::replies_to<atom::get, bool>::with<view_result>,
-  /// Freezes the whole tree; answers once the kernel confirms.
-  caf::replies_to<atom::pause>::with<view_result>,
-  /// Thaws and SIGCONTs the whole tree.
-  caf::replies_to<atom::resume>::with<view_result>,
-  /// Starts (or escalates) the stop sequence.
-  caf::replies_to<atom::stop, stop_request>::with<view_result>,
-  /// Stops the run because the daemon exits; answers once it has ended.
-  caf::replies_to<atom::shutdown>::with<view_result>,
-  /// The shim's status pipe has data (from the reactor).
-  caf::reacts_to<atom::report>,
-  /// The shim exited (from the reactor).
-  caf::reacts_to<atom::shim_exit>,
-  /// The main process exited (from the reactor).
-  caf::reacts_to<atom::main_exit>,
-  /// cgroup.events changed (from the reactor).
-  caf::reacts_to<atom::cg_event>,
-  /// Periodic observation of the tree (external SIGSTOP/SIGCONT).
-  caf::reacts_to<atom::tick>,
-  /// A timer of the given kind and generation fired.
-  caf::reacts_to<atom::deadline, std::string, std::uint64_t>>;
+    /// The run's view; with processes when the flag is set.
+    caf::replies_to<atom::get, bool>::with<view_result>,
+    /// Freezes the whole tree; answers once the kernel confirms.
+    caf::replies_to<atom::pause>::with<view_result>,
+    /// Thaws and SIGCONTs the whole tree.
+    caf::replies_to<atom::resume>::with<view_result>,
+    /// Starts (or escalates) the stop sequence.
+    caf::replies_to<atom::stop, stop_request>::with<view_result>,
+    /// Stops the run because the daemon exits; answers once it has ended.
+    caf::replies_to<atom::shutdown>::with<view_result>,
+    /// The shim's status pipe has data (from the reactor).
+    caf::reacts_to<atom::report>,
+    /// The shim exited (from the reactor).
+    caf::reacts_to<atom::shim_exit>,
+    /// The main process exited (from the reactor).
+    caf::reacts_to<atom::main_exit>,
+    /// cgroup.events changed (from the reactor).
+    caf::reacts_to<atom::cg_event>,
+    /// Periodic observation of the tree (external SIGSTOP/SIGCONT).
+    caf::reacts_to<atom::tick>,
+    /// A timer of the given kind and generation fired.
+    caf::reacts_to<atom::deadline, std::string, std::uint64_t>>;
 
 /// Knows every run by id; creates and forgets runs.
 using registry_actor = caf::typed_actor<
-  /// Validated specs → new runs (or, with the flag, the runs it would create).
-  caf::replies_to<atom::submit, std::vector<run_spec>, bool>::with<views_result>,
-  /// Summaries of every run matching the filter.
-  caf::replies_to<atom::list, run_filter>::with<views_result>,
-  /// One run (with processes when the flag is set).
-  caf::replies_to<atom::get, std::string, bool>::with<view_result>,
-  caf::replies_to<atom::pause, std::string>::with<view_result>,
-  caf::replies_to<atom::resume, std::string>::with<view_result>,
-  caf::replies_to<atom::stop, std::string, stop_request>::with<view_result>,
-  /// Forgets an ended run.
-  caf::replies_to<atom::remove, std::string>::with<ok_result>,
-  /// Stops every active run with the normal sequence; answers when all ended.
-  caf::replies_to<atom::shutdown>::with<ok_result>,
-  /// A run reports that it ended.
-  caf::reacts_to<atom::ended, std::string>>;
+    /// Validated specs → new runs (or, with the flag, the runs it would
+    /// create).
+    caf::replies_to<atom::submit, std::vector<run_spec>,
+                    bool>::with<views_result>,
+    /// Summaries of every run matching the filter.
+    caf::replies_to<atom::list, run_filter>::with<views_result>,
+    /// One run (with processes when the flag is set).
+    caf::replies_to<atom::get, std::string, bool>::with<view_result>,
+    caf::replies_to<atom::pause, std::string>::with<view_result>,
+    caf::replies_to<atom::resume, std::string>::with<view_result>,
+    caf::replies_to<atom::stop, std::string, stop_request>::with<view_result>,
+    /// Forgets an ended run.
+    caf::replies_to<atom::remove, std::string>::with<ok_result>,
+    /// Stops every active run with the normal sequence; answers when all ended.
+    caf::replies_to<atom::shutdown>::with<ok_result>,
+    /// A run reports that it ended.
+    caf::reacts_to<atom::ended, std::string>>;
 
 } // namespace corral

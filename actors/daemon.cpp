@@ -14,7 +14,7 @@ namespace {
 class actor_backend final : public api_backend {
 public:
   actor_backend(caf::actor_system& sys, registry_actor reg)
-    : sys_(sys), registry_(std::move(reg)) {}
+      : sys_(sys), registry_(std::move(reg)) {}
 
   void submit(std::vector<run_spec> runs, bool dry_run,
               reply<std::vector<run_view>> done) override {
@@ -47,12 +47,12 @@ private:
     auto reg = registry_;
     sys_.spawn([=](caf::event_based_actor* self) {
       self->request(reg, caf::infinite, xs...)
-        .then([=](Result& r) { done(std::move(r)); },
-              [=](caf::error& err) {
-                done(make_error(ec::unavailable,
-                                "the daemon could not answer: "
-                                  + self->system().render(err)));
-              });
+          .then([=](Result& r) { done(std::move(r)); },
+                [=](caf::error& err) {
+                  done(make_error(ec::unavailable,
+                                  "the daemon could not answer: "
+                                      + self->system().render(err)));
+                });
     });
   }
 
@@ -71,7 +71,7 @@ struct daemon_runtime::impl {
 };
 
 daemon_runtime::daemon_runtime(runtime_options opts)
-  : impl_(std::make_unique<impl>()) {
+    : impl_(std::make_unique<impl>()) {
   impl_->cfg.set("scheduler.max-threads", opts.threads);
   // Work stealing parks idle workers in sleeps of up to 10 ms: fine for
   // throughput, too slow for a pause that must answer in about a
@@ -83,8 +83,8 @@ daemon_runtime::daemon_runtime(runtime_options opts)
   rc.events = impl_->events.get();
   rc.pause_timeout = opts.pause_timeout;
   impl_->registry = impl_->sys->spawn(registry, std::move(rc));
-  impl_->backend = std::make_unique<actor_backend>(*impl_->sys,
-                                                   impl_->registry);
+  impl_->backend
+      = std::make_unique<actor_backend>(*impl_->sys, impl_->registry);
 }
 
 daemon_runtime::~daemon_runtime() {
@@ -103,11 +103,11 @@ api_backend& daemon_runtime::backend() {
 void daemon_runtime::stop_all_runs() {
   caf::scoped_actor self{*impl_->sys};
   self->request(impl_->registry, caf::infinite, atom::shutdown::value)
-    .receive([](ok_result&) {},
-             [](caf::error& err) {
-               spdlog::error("registry did not confirm shutdown: {}",
-                             caf::to_string(err));
-             });
+      .receive([](ok_result&) {},
+               [](caf::error& err) {
+                 spdlog::error("registry did not confirm shutdown: {}",
+                               caf::to_string(err));
+               });
 }
 
 } // namespace corral

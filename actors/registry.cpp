@@ -46,13 +46,13 @@ void collect_views(self_ptr self, const std::vector<std::string>& ids,
   };
   for (std::size_t i = 0; i < handles.size(); ++i)
     self->request(handles[i], caf::infinite, atom::get::value, false)
-      .then(
-        [acc, i, finish](view_result& r) mutable {
-          if (r)
-            acc->views[i] = std::move(r.value());
-          finish();
-        },
-        [finish](caf::error&) mutable { finish(); });
+        .then(
+            [acc, i, finish](view_result& r) mutable {
+              if (r)
+                acc->views[i] = std::move(r.value());
+              finish();
+            },
+            [finish](caf::error&) mutable { finish(); });
 }
 
 void maybe_finish_shutdown(self_ptr self) {
@@ -101,126 +101,128 @@ registry(registry_actor::stateful_pointer<registry_state> self,
     self->quit(msg.reason);
   });
   return {
-    [=](atom::submit, std::vector<run_spec> specs,
-        bool dry_run) -> caf::result<views_result> {
-      auto& st = self->state;
-      for (auto& spec : specs)
-        if (auto r = check_supported(spec); !r)
-          return views_result{r.error()};
-      std::set<std::string> taken;
-      for (auto& [id, hdl] : st.runs)
-        taken.insert(id);
-      std::vector<std::pair<std::string, run_spec>> planned;
-      for (auto& spec : specs) {
-        auto id = unique_run_id(spec.id_base, taken);
-        taken.insert(id);
-        expand_run_placeholders(spec, id, "");
-        planned.emplace_back(id, std::move(spec));
-      }
-      if (dry_run) {
-        std::vector<run_view> out;
-        for (auto& [id, spec] : planned) {
-          run_view v;
-          v.id = id;
-          v.experiment = spec.experiment;
-          v.state = run_state::queued;
-          v.created_at = std::chrono::system_clock::now();
-          v.cwd = spec.cwd;
-          v.command = spec.command;
-          out.push_back(std::move(v));
+      [=](atom::submit, std::vector<run_spec> specs,
+          bool dry_run) -> caf::result<views_result> {
+        auto& st = self->state;
+        for (auto& spec : specs)
+          if (auto r = check_supported(spec); !r)
+            return views_result{r.error()};
+        std::set<std::string> taken;
+        for (auto& [id, hdl] : st.runs)
+          taken.insert(id);
+        std::vector<std::pair<std::string, run_spec>> planned;
+        for (auto& spec : specs) {
+          auto id = unique_run_id(spec.id_base, taken);
+          taken.insert(id);
+          expand_run_placeholders(spec, id, "");
+          planned.emplace_back(id, std::move(spec));
         }
-        return views_result{std::move(out)};
-      }
-      std::vector<std::string> ids;
-      for (auto& [id, spec] : planned) {
-        run_config rc;
-        rc.id = id;
-        rc.spec = std::move(spec);
-        rc.exec = st.cfg.exec;
-        rc.events = st.cfg.events;
-        rc.pause_timeout = st.cfg.pause_timeout;
-        rc.registry = caf::actor_cast<registry_actor>(self);
-        st.runs.emplace(id, self->spawn(run, std::move(rc)));
-        st.order.push_back(id);
-        ids.push_back(id);
-      }
-      spdlog::info("registry creates {} run(s)", ids.size());
-      auto rp = self->make_response_promise<views_result>();
-      collect_views(self, ids, rp, [](const run_view&) { return true; });
-      return rp;
-    },
-    [=](atom::list, run_filter filter) -> caf::result<views_result> {
-      auto rp = self->make_response_promise<views_result>();
-      collect_views(self, self->state.order, rp, [filter](const run_view& v) {
-        if (!filter.experiment.empty() && v.experiment != filter.experiment)
-          return false;
-        if (filter.states.empty())
-          return true;
-        for (auto s : filter.states)
-          if (s == v.state)
+        if (dry_run) {
+          std::vector<run_view> out;
+          for (auto& [id, spec] : planned) {
+            run_view v;
+            v.id = id;
+            v.experiment = spec.experiment;
+            v.state = run_state::queued;
+            v.created_at = std::chrono::system_clock::now();
+            v.cwd = spec.cwd;
+            v.command = spec.command;
+            out.push_back(std::move(v));
+          }
+          return views_result{std::move(out)};
+        }
+        std::vector<std::string> ids;
+        for (auto& [id, spec] : planned) {
+          run_config rc;
+          rc.id = id;
+          rc.spec = std::move(spec);
+          rc.exec = st.cfg.exec;
+          rc.events = st.cfg.events;
+          rc.pause_timeout = st.cfg.pause_timeout;
+          rc.registry = caf::actor_cast<registry_actor>(self);
+          st.runs.emplace(id, self->spawn(run, std::move(rc)));
+          st.order.push_back(id);
+          ids.push_back(id);
+        }
+        spdlog::info("registry creates {} run(s)", ids.size());
+        auto rp = self->make_response_promise<views_result>();
+        collect_views(self, ids, rp, [](const run_view&) { return true; });
+        return rp;
+      },
+      [=](atom::list, run_filter filter) -> caf::result<views_result> {
+        auto rp = self->make_response_promise<views_result>();
+        collect_views(self, self->state.order, rp, [filter](const run_view& v) {
+          if (!filter.experiment.empty() && v.experiment != filter.experiment)
+            return false;
+          if (filter.states.empty())
             return true;
-        return false;
-      });
-      return rp;
-    },
-    [=](atom::get, std::string id, bool with_processes) {
-      return forward<atom::get>(self, id, with_processes);
-    },
-    [=](atom::pause, std::string id) { return forward<atom::pause>(self, id); },
-    [=](atom::resume, std::string id) {
-      return forward<atom::resume>(self, id);
-    },
-    [=](atom::stop, std::string id, stop_request req) {
-      return forward<atom::stop>(self, id, req);
-    },
-    [=](atom::remove, std::string id) -> caf::result<ok_result> {
-      auto it = self->state.runs.find(id);
-      if (it == self->state.runs.end())
-        return ok_result{no_such_run(id)};
-      auto rp = self->make_response_promise<ok_result>();
-      auto hdl = it->second;
-      self->request(hdl, caf::infinite, atom::get::value, false)
-        .then(
-          [=](view_result& r) mutable {
-            if (!r) {
-              rp.deliver(ok_result{r.error()});
-              return;
-            }
-            if (auto ok = check_remove(id, r->state); !ok) {
-              rp.deliver(ok_result{ok.error()});
-              return;
-            }
-            auto& st = self->state;
-            st.runs.erase(id);
-            st.ended.erase(id);
-            std::erase(st.order, id);
-            self->send_exit(hdl, caf::exit_reason::user_shutdown);
-            spdlog::info("registry forgets run {}", id);
-            rp.deliver(ok_result{ok_t{}});
-          },
-          [=](caf::error&) mutable {
-            rp.deliver(ok_result{no_such_run(id)});
-          });
-      return rp;
-    },
-    [=](atom::shutdown) -> caf::result<ok_result> {
-      auto& st = self->state;
-      auto rp = self->make_response_promise<ok_result>();
-      st.shutdown_waiters.push_back(rp);
-      spdlog::info("registry stops {} run(s) for daemon exit",
-                   st.runs.size() - st.ended.size());
-      for (auto& [id, hdl] : st.runs)
-        if (!st.ended.count(id))
-          // The run's end arrives as atom::ended; its reply adds nothing.
-          self->request(hdl, caf::infinite, atom::shutdown::value)
-            .then([](view_result&) {}, [](caf::error&) {});
-      maybe_finish_shutdown(self);
-      return rp;
-    },
-    [=](atom::ended, std::string id) {
-      self->state.ended.insert(id);
-      maybe_finish_shutdown(self);
-    },
+          for (auto s : filter.states)
+            if (s == v.state)
+              return true;
+          return false;
+        });
+        return rp;
+      },
+      [=](atom::get, std::string id, bool with_processes) {
+        return forward<atom::get>(self, id, with_processes);
+      },
+      [=](atom::pause, std::string id) {
+        return forward<atom::pause>(self, id);
+      },
+      [=](atom::resume, std::string id) {
+        return forward<atom::resume>(self, id);
+      },
+      [=](atom::stop, std::string id, stop_request req) {
+        return forward<atom::stop>(self, id, req);
+      },
+      [=](atom::remove, std::string id) -> caf::result<ok_result> {
+        auto it = self->state.runs.find(id);
+        if (it == self->state.runs.end())
+          return ok_result{no_such_run(id)};
+        auto rp = self->make_response_promise<ok_result>();
+        auto hdl = it->second;
+        self->request(hdl, caf::infinite, atom::get::value, false)
+            .then(
+                [=](view_result& r) mutable {
+                  if (!r) {
+                    rp.deliver(ok_result{r.error()});
+                    return;
+                  }
+                  if (auto ok = check_remove(id, r->state); !ok) {
+                    rp.deliver(ok_result{ok.error()});
+                    return;
+                  }
+                  auto& st = self->state;
+                  st.runs.erase(id);
+                  st.ended.erase(id);
+                  std::erase(st.order, id);
+                  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+                  spdlog::info("registry forgets run {}", id);
+                  rp.deliver(ok_result{ok_t{}});
+                },
+                [=](caf::error&) mutable {
+                  rp.deliver(ok_result{no_such_run(id)});
+                });
+        return rp;
+      },
+      [=](atom::shutdown) -> caf::result<ok_result> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<ok_result>();
+        st.shutdown_waiters.push_back(rp);
+        spdlog::info("registry stops {} run(s) for daemon exit",
+                     st.runs.size() - st.ended.size());
+        for (auto& [id, hdl] : st.runs)
+          if (!st.ended.count(id))
+            // The run's end arrives as atom::ended; its reply adds nothing.
+            self->request(hdl, caf::infinite, atom::shutdown::value)
+                .then([](view_result&) {}, [](caf::error&) {});
+        maybe_finish_shutdown(self);
+        return rp;
+      },
+      [=](atom::ended, std::string id) {
+        self->state.ended.insert(id);
+        maybe_finish_shutdown(self);
+      },
   };
 }
 

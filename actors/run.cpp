@@ -87,16 +87,14 @@ void change_state(self_ptr self, run_state next, const std::string& cause,
                to_string(next), cause, message);
 }
 
-
 template <class Atom>
 void watch_fd(self_ptr self, int slot, int fd, std::uint32_t events) {
   auto& st = self->state;
   if (fd < 0)
     return;
   auto hdl = caf::actor_cast<run_actor>(self);
-  st.cfg.events->watch(fd, events, [hdl](std::uint32_t) {
-    caf::anon_send(hdl, Atom::value);
-  });
+  st.cfg.events->watch(
+      fd, events, [hdl](std::uint32_t) { caf::anon_send(hdl, Atom::value); });
   st.watched_fds[slot] = fd;
 }
 
@@ -144,7 +142,7 @@ void begin_stop(self_ptr self, const stop_request& req,
                           "run " + st.cfg.id + " is being stopped"));
   if (st.view.state == run_state::paused) {
     // A frozen trainer cannot run its SIGTERM handler: thaw first.
-    (void) st.exec->thaw();
+    (void)st.exec->thaw();
     st.exec->continue_stopped();
     st.paused_by_request = false;
   }
@@ -157,11 +155,11 @@ void begin_stop(self_ptr self, const stop_request& req,
   }
   auto& stop = st.cfg.spec.stop;
   if (stop.checkpoint_signal && !st.cfg.spec.artifacts.checkpoints.empty()) {
-    st.checkpoint_baseline_ns = newest_mtime_ns(checkpoint_glob(st.cfg.spec))
-                                  .value_or(0);
+    st.checkpoint_baseline_ns
+        = newest_mtime_ns(checkpoint_glob(st.cfg.spec)).value_or(0);
     spdlog::info("run/{} asks for a checkpoint with {}", st.cfg.id,
                  signal_name(*stop.checkpoint_signal));
-    (void) st.exec->signal_main(*stop.checkpoint_signal);
+    (void)st.exec->signal_main(*stop.checkpoint_signal);
     self->delayed_send(self, milliseconds{200}, atom::deadline::value,
                        std::string{"ckpt"}, st.stop_generation);
     self->delayed_send(self, stop.checkpoint_timeout, atom::deadline::value,
@@ -228,15 +226,14 @@ void on_ended(self_ptr self) {
   fail_waiters(st.pause_waiters,
                make_error(ec::invalid_transition,
                           "run " + st.cfg.id + " is "
-                            + std::string{to_string(ending.state)}
-                            + "; only a running run can be paused"));
+                              + std::string{to_string(ending.state)}
+                              + "; only a running run can be paused"));
   auto v = snapshot(self, false);
   for (auto& w : st.end_waiters)
     w.deliver(view_result{v});
   st.end_waiters.clear();
   ++st.stop_generation;
-  self->send(st.cfg.registry, atom::ended::value,
-             st.cfg.id);
+  self->send(st.cfg.registry, atom::ended::value, st.cfg.id);
 }
 
 void on_report(self_ptr self) {
@@ -306,8 +303,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
     st.view.ended_at = system_clock::now();
     spdlog::error("run/{} cannot start: {}", st.cfg.id,
                   launched.error().message);
-    self->send(st.cfg.registry,
-               atom::ended::value, st.cfg.id);
+    self->send(st.cfg.registry, atom::ended::value, st.cfg.id);
   } else {
     st.exec = std::move(*launched);
     st.view.pause_mechanism = st.exec->mechanism();
@@ -319,182 +315,185 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
     if (auto path = st.exec->events_path(); !path.empty()) {
       auto hdl = caf::actor_cast<run_actor>(self);
       st.events_watch = st.cfg.events->watch_path(
-        path, [hdl] { caf::anon_send(hdl, atom::cg_event::value); });
+          path, [hdl] { caf::anon_send(hdl, atom::cg_event::value); });
     }
     self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
   }
   return {
-    [=](atom::get, bool with_processes) -> view_result {
-      return snapshot(self, with_processes);
-    },
-    [=](atom::pause) -> caf::result<view_result> {
-      auto& st = self->state;
-      if (auto r = check_pause(st.cfg.id, st.view.state); !r)
-        return view_result{r.error()};
-      if (auto r = st.exec->freeze(); !r)
-        return view_result{r.error()};
-      auto rp = self->make_response_promise<view_result>();
-      st.pause_waiters.push_back(rp);
-      if (st.exec->frozen()) {
-        finish_pause(self);
-        return rp;
-      }
-      if (st.pause_waiters.size() == 1) {
-        auto gen = ++st.pause_generation;
-        self->delayed_send(self, st.cfg.pause_timeout, atom::deadline::value,
-                           std::string{"pause"}, gen);
-        if (st.exec->mechanism() == "signals")
-          // No kernel notification for "all stopped": look again shortly.
-          self->delayed_send(self, milliseconds{1}, atom::deadline::value,
-                             std::string{"pause_poll"}, gen);
-      }
-      return rp;
-    },
-    [=](atom::resume) -> view_result {
-      auto& st = self->state;
-      if (auto r = check_resume(st.cfg.id, st.view.state); !r)
-        return view_result{r.error()};
-      if (auto r = st.exec->thaw(); !r)
-        return view_result{r.error()};
-      st.paused_by_request = false;
-      change_state(self, run_state::running, "user",
-                   "every process thawed and continued");
-      // Processes stopped from outside get SIGCONT right after the answer:
-      // a read per process would double the resume latency.
-      self->send(self, atom::deadline::value, std::string{"continue"},
-                 std::uint64_t{0});
-      return snapshot(self, false);
-    },
-    [=](atom::stop, stop_request req) -> caf::result<view_result> {
-      auto& st = self->state;
-      if (auto r = check_stop(st.cfg.id, st.view.state); !r)
-        return view_result{r.error()};
-      if (st.view.state == run_state::stopping) {
-        if (req.force) {
-          spdlog::info("run/{} escalates its stop to SIGKILL", st.cfg.id);
-          if (st.exec)
-            st.exec->kill_tree();
+      [=](atom::get, bool with_processes) -> view_result {
+        return snapshot(self, with_processes);
+      },
+      [=](atom::pause) -> caf::result<view_result> {
+        auto& st = self->state;
+        if (auto r = check_pause(st.cfg.id, st.view.state); !r)
+          return view_result{r.error()};
+        if (auto r = st.exec->freeze(); !r)
+          return view_result{r.error()};
+        auto rp = self->make_response_promise<view_result>();
+        st.pause_waiters.push_back(rp);
+        if (st.exec->frozen()) {
+          finish_pause(self);
+          return rp;
         }
-      } else if (st.view.state == run_state::starting) {
-        st.pending_stop = req;
-        st.stop_reason = "user";
-        change_state(self, run_state::stopping, "user",
-                     "stop requested while starting");
-      } else {
-        begin_stop(self, req, "user");
-      }
-      if (req.wait && !is_ended(st.view.state)) {
+        if (st.pause_waiters.size() == 1) {
+          auto gen = ++st.pause_generation;
+          self->delayed_send(self, st.cfg.pause_timeout, atom::deadline::value,
+                             std::string{"pause"}, gen);
+          if (st.exec->mechanism() == "signals")
+            // No kernel notification for "all stopped": look again shortly.
+            self->delayed_send(self, milliseconds{1}, atom::deadline::value,
+                               std::string{"pause_poll"}, gen);
+        }
+        return rp;
+      },
+      [=](atom::resume) -> view_result {
+        auto& st = self->state;
+        if (auto r = check_resume(st.cfg.id, st.view.state); !r)
+          return view_result{r.error()};
+        if (auto r = st.exec->thaw(); !r)
+          return view_result{r.error()};
+        st.paused_by_request = false;
+        change_state(self, run_state::running, "user",
+                     "every process thawed and continued");
+        // Processes stopped from outside get SIGCONT right after the answer:
+        // a read per process would double the resume latency.
+        self->send(self, atom::deadline::value, std::string{"continue"},
+                   std::uint64_t{0});
+        return snapshot(self, false);
+      },
+      [=](atom::stop, stop_request req) -> caf::result<view_result> {
+        auto& st = self->state;
+        if (auto r = check_stop(st.cfg.id, st.view.state); !r)
+          return view_result{r.error()};
+        if (st.view.state == run_state::stopping) {
+          if (req.force) {
+            spdlog::info("run/{} escalates its stop to SIGKILL", st.cfg.id);
+            if (st.exec)
+              st.exec->kill_tree();
+          }
+        } else if (st.view.state == run_state::starting) {
+          st.pending_stop = req;
+          st.stop_reason = "user";
+          change_state(self, run_state::stopping, "user",
+                       "stop requested while starting");
+        } else {
+          begin_stop(self, req, "user");
+        }
+        if (req.wait && !is_ended(st.view.state)) {
+          auto rp = self->make_response_promise<view_result>();
+          st.end_waiters.push_back(rp);
+          return rp;
+        }
+        return snapshot(self, false);
+      },
+      [=](atom::shutdown) -> caf::result<view_result> {
+        auto& st = self->state;
+        if (is_ended(st.view.state))
+          return snapshot(self, false);
+        if (st.view.state == run_state::starting) {
+          st.pending_stop = stop_request{};
+          st.stop_reason = "daemon_exit";
+          change_state(self, run_state::stopping, "daemon_exit",
+                       "daemon exits while the run starts");
+        } else if (st.view.state != run_state::stopping) {
+          begin_stop(self, stop_request{}, "daemon_exit");
+        }
         auto rp = self->make_response_promise<view_result>();
         st.end_waiters.push_back(rp);
         return rp;
-      }
-      return snapshot(self, false);
-    },
-    [=](atom::shutdown) -> caf::result<view_result> {
-      auto& st = self->state;
-      if (is_ended(st.view.state))
-        return snapshot(self, false);
-      if (st.view.state == run_state::starting) {
-        st.pending_stop = stop_request{};
-        st.stop_reason = "daemon_exit";
-        change_state(self, run_state::stopping, "daemon_exit",
-                     "daemon exits while the run starts");
-      } else if (st.view.state != run_state::stopping) {
-        begin_stop(self, stop_request{}, "daemon_exit");
-      }
-      auto rp = self->make_response_promise<view_result>();
-      st.end_waiters.push_back(rp);
-      return rp;
-    },
-    [=](atom::report) { on_report(self); },
-    [=](atom::shim_exit) {
-      // The status pipe may still hold the report the shim wrote.
-      if (self->state.watched_fds[0] >= 0)
-        on_report(self);
-      on_ended(self);
-    },
-    [=](atom::main_exit) {
-      auto& st = self->state;
-      unwatch_fd(self, 2);
-      if (st.view.state == run_state::running
-          || st.view.state == run_state::paused)
-        change_state(self, run_state::stopping, "exit",
-                     "main process exited; stopping what is left of its tree");
-    },
-    [=](atom::cg_event) { observe(self); },
-    [=](atom::tick) {
-      auto& st = self->state;
-      if (is_ended(st.view.state))
-        return;
-      observe(self);
-      // Every few ticks, refresh the tree's CPU and RSS for summaries.
-      if (st.exec && ++st.ticks % 8 == 0) {
-        st.cpu_pct = 0;
-        st.rss_bytes = 0;
-        for (auto& p : st.exec->processes()) {
-          st.cpu_pct += p.cpu_pct;
-          st.rss_bytes += p.rss_bytes;
-        }
-      }
-      self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
-    },
-    [=](atom::deadline, std::string kind, std::uint64_t gen) {
-      auto& st = self->state;
-      if (kind == "pause" || kind == "pause_poll") {
-        if (gen != st.pause_generation || st.pause_waiters.empty())
+      },
+      [=](atom::report) { on_report(self); },
+      [=](atom::shim_exit) {
+        // The status pipe may still hold the report the shim wrote.
+        if (self->state.watched_fds[0] >= 0)
+          on_report(self);
+        on_ended(self);
+      },
+      [=](atom::main_exit) {
+        auto& st = self->state;
+        unwatch_fd(self, 2);
+        if (st.view.state == run_state::running
+            || st.view.state == run_state::paused)
+          change_state(
+              self, run_state::stopping, "exit",
+              "main process exited; stopping what is left of its tree");
+      },
+      [=](atom::cg_event) { observe(self); },
+      [=](atom::tick) {
+        auto& st = self->state;
+        if (is_ended(st.view.state))
           return;
-        if (st.exec->frozen()) {
-          finish_pause(self);
-        } else if (kind == "pause_poll") {
-          self->delayed_send(self, milliseconds{1}, atom::deadline::value,
-                             std::string{"pause_poll"}, gen);
-        } else {
-          auto stuck = st.exec->unfrozen_processes();
-          (void) st.exec->thaw();
-          st.exec->continue_stopped();
-          std::string names;
-          for (auto& p : stuck)
-            names += (names.empty() ? "" : ", ") + std::to_string(p.pid) + " ("
-                     + p.cmd + ", state " + std::string(1, p.state) + ")";
-          auto err = make_error(
-            ec::pause_timeout,
-            "run " + st.cfg.id + " did not freeze within "
-              + std::to_string(st.cfg.pause_timeout.count())
-              + " ms and was thawed again; processes that would not stop: "
-              + (names.empty() ? "unknown" : names));
-          spdlog::warn("run/{} pause timed out: {}", st.cfg.id, err.message);
-          fail_waiters(st.pause_waiters, err);
+        observe(self);
+        // Every few ticks, refresh the tree's CPU and RSS for summaries.
+        if (st.exec && ++st.ticks % 8 == 0) {
+          st.cpu_pct = 0;
+          st.rss_bytes = 0;
+          for (auto& p : st.exec->processes()) {
+            st.cpu_pct += p.cpu_pct;
+            st.rss_bytes += p.rss_bytes;
+          }
         }
-        return;
-      }
-      if (kind == "continue") {
-        if (st.exec && is_active(st.view.state))
-          st.exec->continue_stopped();
-        return;
-      }
-      if (gen != st.stop_generation || st.view.state != run_state::stopping)
-        return;
-      if (kind == "kill") {
-        spdlog::info("run/{} grace period over: SIGKILL to what is left",
-                     st.cfg.id);
-        st.exec->kill_tree();
-      } else if (kind == "ckpt") {
-        auto now = newest_mtime_ns(checkpoint_glob(st.cfg.spec)).value_or(0);
-        if (now > st.checkpoint_baseline_ns.value_or(0)) {
-          spdlog::info("run/{} saw a new checkpoint", st.cfg.id);
-          ++st.stop_generation; // cancels ckpt_timeout
+        self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
+      },
+      [=](atom::deadline, std::string kind, std::uint64_t gen) {
+        auto& st = self->state;
+        if (kind == "pause" || kind == "pause_poll") {
+          if (gen != st.pause_generation || st.pause_waiters.empty())
+            return;
+          if (st.exec->frozen()) {
+            finish_pause(self);
+          } else if (kind == "pause_poll") {
+            self->delayed_send(self, milliseconds{1}, atom::deadline::value,
+                               std::string{"pause_poll"}, gen);
+          } else {
+            auto stuck = st.exec->unfrozen_processes();
+            (void)st.exec->thaw();
+            st.exec->continue_stopped();
+            std::string names;
+            for (auto& p : stuck)
+              names += (names.empty() ? "" : ", ") + std::to_string(p.pid)
+                       + " (" + p.cmd + ", state " + std::string(1, p.state)
+                       + ")";
+            auto err
+                = make_error(ec::pause_timeout,
+                             "run " + st.cfg.id + " did not freeze within "
+                                 + std::to_string(st.cfg.pause_timeout.count())
+                                 + " ms and was thawed again; processes that "
+                                   "would not stop: "
+                                 + (names.empty() ? "unknown" : names));
+            spdlog::warn("run/{} pause timed out: {}", st.cfg.id, err.message);
+            fail_waiters(st.pause_waiters, err);
+          }
+          return;
+        }
+        if (kind == "continue") {
+          if (st.exec && is_active(st.view.state))
+            st.exec->continue_stopped();
+          return;
+        }
+        if (gen != st.stop_generation || st.view.state != run_state::stopping)
+          return;
+        if (kind == "kill") {
+          spdlog::info("run/{} grace period over: SIGKILL to what is left",
+                       st.cfg.id);
+          st.exec->kill_tree();
+        } else if (kind == "ckpt") {
+          auto now = newest_mtime_ns(checkpoint_glob(st.cfg.spec)).value_or(0);
+          if (now > st.checkpoint_baseline_ns.value_or(0)) {
+            spdlog::info("run/{} saw a new checkpoint", st.cfg.id);
+            ++st.stop_generation; // cancels ckpt_timeout
+            send_stop_signal(self);
+          } else {
+            self->delayed_send(self, milliseconds{200}, atom::deadline::value,
+                               std::string{"ckpt"}, gen);
+          }
+        } else if (kind == "ckpt_timeout") {
+          spdlog::warn("run/{} wrote no checkpoint in time; stopping anyway",
+                       st.cfg.id);
+          ++st.stop_generation;
           send_stop_signal(self);
-        } else {
-          self->delayed_send(self, milliseconds{200}, atom::deadline::value,
-                             std::string{"ckpt"}, gen);
         }
-      } else if (kind == "ckpt_timeout") {
-        spdlog::warn("run/{} wrote no checkpoint in time; stopping anyway",
-                     st.cfg.id);
-        ++st.stop_generation;
-        send_stop_signal(self);
-      }
-    },
+      },
   };
 }
 

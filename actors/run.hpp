@@ -36,7 +36,7 @@ struct run_actor_state {
   std::vector<caf::typed_response_promise<view_result>> end_waiters;
   std::uint64_t pause_generation = 0;
   std::uint64_t stop_generation = 0;
-  std::optional<std::string> stop_reason; // user, daemon_exit
+  std::optional<std::string> stop_reason;   // user, daemon_exit
   std::optional<stop_request> pending_stop; // asked while starting
   millis stop_grace{0};
   std::optional<std::int64_t> checkpoint_baseline_ns;

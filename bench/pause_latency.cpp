@@ -39,7 +39,7 @@ stats summarize(std::vector<double> v) {
 
 double ms_since(clock_type::time_point t) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t)
-    .count();
+      .count();
 }
 
 // The bare reference: one write, then wait on cgroup.events for frozen 1.
@@ -47,7 +47,7 @@ double bare_freeze(const cgroup& cg, bool freeze) {
   int in = inotify_init1(IN_CLOEXEC);
   inotify_add_watch(in, cg.events_path().c_str(), IN_MODIFY);
   auto t0 = clock_type::now();
-  (void) (freeze ? cg.freeze() : cg.thaw());
+  (void)(freeze ? cg.freeze() : cg.thaw());
   while (true) {
     auto ev = cg.events();
     if (ev && ev->frozen == freeze)
@@ -67,8 +67,9 @@ double bare_freeze(const cgroup& cg, bool freeze) {
 int main(int argc, char** argv) {
   int cycles = argc > 1 ? std::stoi(argv[1]) : 200;
   test_daemon d;
-  auto r = d.submit("experiments:\n  - name: tree64\n    command: [/bin/sh, "
-                    "-c, \"for i in $(seq 63); do sleep 3600 & done; wait\"]\n");
+  auto r
+      = d.submit("experiments:\n  - name: tree64\n    command: [/bin/sh, "
+                 "-c, \"for i in $(seq 63); do sleep 3600 & done; wait\"]\n");
   if (r.status != 201) {
     std::cerr << "submit failed: " << r.raw << "\n";
     return 1;
@@ -107,7 +108,8 @@ int main(int argc, char** argv) {
       bare_resume.push_back(bare_freeze(cg, false));
     }
   }
-  d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"force": true, "wait": true})");
+  d.call("POST", "/api/v1/runs/" + id + "/stop",
+         R"({"force": true, "wait": true})");
 
   auto ap = summarize(api_pause), ar = summarize(api_resume);
   std::printf("pause latency, 64-process tree, %d cycles, mechanism %s\n",

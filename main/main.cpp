@@ -23,9 +23,10 @@ int main(int argc, char** argv) {
   serve->add_option("--config", flags.config_file, "Daemon config file (YAML)");
   serve->add_option("--token-file", flags.token_file,
                     "File holding the API token (default <state-dir>/token)");
-  serve->add_option("--cgroup", flags.cgroup,
-                    "auto: a cgroup per run when possible; off: signals only")
-    ->check(CLI::IsMember({"auto", "off"}));
+  serve
+      ->add_option("--cgroup", flags.cgroup,
+                   "auto: a cgroup per run when possible; off: signals only")
+      ->check(CLI::IsMember({"auto", "off"}));
   serve->add_option("--gpus", flags.gpus,
                     "GPU inventory (N or a list); not supported yet");
   serve->add_flag("--no-auth", flags.no_auth,

@@ -44,10 +44,11 @@ std::string trim_right(std::string s) {
 void write_file_atomically(const std::string& path, const std::string& text,
                            mode_t mode) {
   auto tmp = path + ".tmp";
-  unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                      mode)};
-  if (!fd || ::write(fd.get(), text.data(), text.size())
-               != static_cast<ssize_t>(text.size())
+  unique_fd fd{
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)};
+  if (!fd
+      || ::write(fd.get(), text.data(), text.size())
+             != static_cast<ssize_t>(text.size())
       || ::fsync(fd.get()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0)
     throw startup_error("cannot write " + path + ": " + std::strerror(errno));
 }
@@ -57,8 +58,8 @@ daemon_config load_config(const serve_flags& flags) {
   if (flags.config_file) {
     std::ifstream in{*flags.config_file};
     if (!in)
-      throw startup_error("cannot read config file " + *flags.config_file
-                          + ": " + std::strerror(errno));
+      throw startup_error("cannot read config file " + *flags.config_file + ": "
+                          + std::strerror(errno));
     std::stringstream text;
     text << in.rdbuf();
     if (auto r = apply_config_file(cfg, text.str(), *flags.config_file); !r)
@@ -93,8 +94,8 @@ unique_fd lock_state_dir(const std::string& dir) {
                         + ") already uses the state dir " + dir);
   }
   auto pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd.get(), 0) == 0)
-    [[maybe_unused]] auto n = ::pwrite(fd.get(), pid.data(), pid.size(), 0);
+  if (::ftruncate(fd.get(), 0) == 0) [[maybe_unused]]
+    auto n = ::pwrite(fd.get(), pid.data(), pid.size(), 0);
   return fd;
 }
 
@@ -208,9 +209,9 @@ int serve(const serve_flags& flags) {
     auto token = load_token(cfg);
 
     runtime_options opts;
-    opts.exec.shim_path = (fs::read_symlink("/proc/self/exe").parent_path()
-                           / "corral-shim")
-                            .string();
+    opts.exec.shim_path
+        = (fs::read_symlink("/proc/self/exe").parent_path() / "corral-shim")
+              .string();
     if (::access(opts.exec.shim_path.c_str(), X_OK) != 0)
       throw startup_error("cannot find the shim at " + opts.exec.shim_path
                           + ": it is built beside the corral binary");

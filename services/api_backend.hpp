@@ -36,10 +36,10 @@ public:
   /// Creates (or with dry_run only names) the runs; answers their views.
   virtual void submit(std::vector<run_spec> runs, bool dry_run,
                       reply<std::vector<run_view>> done)
-    = 0;
+      = 0;
   /// Summaries (processes null) of every known run matching the filter.
   virtual void list_runs(run_filter filter, reply<std::vector<run_view>> done)
-    = 0;
+      = 0;
   /// One run with its processes.
   virtual void get_run(std::string id, reply<run_view> done) = 0;
   /// Answers after the kernel confirms every process stopped.

@@ -20,7 +20,8 @@ namespace {
 status write_file(const std::string& path, std::string_view text) {
   unique_fd fd{::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
   if (!fd)
-    return make_error(ec::internal, "open " + path + ": " + std::strerror(errno));
+    return make_error(ec::internal,
+                      "open " + path + ": " + std::strerror(errno));
   if (::write(fd.get(), text.data(), text.size())
       != static_cast<ssize_t>(text.size()))
     return make_error(ec::internal,
@@ -87,7 +88,7 @@ result<cgroup_events> cgroup::events() const {
   auto text = read_small_file(events_path());
   if (!text)
     return make_error(ec::internal, "cannot read " + events_path() + ": "
-                                      + std::strerror(errno));
+                                        + std::strerror(errno));
   cgroup_events ev;
   std::istringstream in{*text};
   std::string key;
@@ -121,7 +122,7 @@ void cgroup::signal_all(int sig) const {
     // The pid was read before the pidfd pinned it: it must still be ours.
     if (proc_cgroup2_path(pid) != self)
       continue;
-    (void) fd->send_signal(sig);
+    (void)fd->send_signal(sig);
   }
 }
 
@@ -129,7 +130,7 @@ result<std::vector<int>> cgroup::procs() const {
   auto text = read_small_file(path_ + "/cgroup.procs");
   if (!text)
     return make_error(ec::internal, "cannot read " + path_ + "/cgroup.procs: "
-                                      + std::strerror(errno));
+                                        + std::strerror(errno));
   std::vector<int> pids;
   std::istringstream in{*text};
   int pid = 0;

@@ -41,8 +41,8 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
   } catch (const YAML::ParserException& e) {
     return make_error(ec::bad_request,
                       file + ": YAML syntax error at line "
-                        + std::to_string(e.mark.line + 1) + ", column "
-                        + std::to_string(e.mark.column + 1) + ": " + e.msg);
+                          + std::to_string(e.mark.line + 1) + ", column "
+                          + std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
   if (root.IsNull())
     return ok;
@@ -102,16 +102,17 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
         return b.error();
       if (!*b)
         return make_error(ec::invalid_spec,
-                          at + ": false is not supported yet: this version "
-                               "cannot re-adopt runs after a restart, so it "
-                               "stops them when it exits");
+                          at
+                              + ": false is not supported yet: this version "
+                                "cannot re-adopt runs after a restart, so it "
+                                "stops them when it exits");
       cfg.stop_runs_on_exit = true;
     } else if (key == "gpus" || key == "max_concurrent"
                || key == "starvation_timeout" || key == "log_rotate"
                || key == "executor" || key == "slurm") {
       return make_error(ec::invalid_spec,
                         at + ": '" + key
-                          + "' is not supported by this version of corral");
+                            + "' is not supported by this version of corral");
     } else {
       return make_error(ec::invalid_spec, at + ": unknown key '" + key + "'");
     }
@@ -124,8 +125,8 @@ parse_listen(const std::string& text) {
   auto colon = text.rfind(':');
   if (colon == std::string::npos || colon + 1 == text.size())
     return make_error(ec::invalid_spec, "listen address '" + text
-                                          + "' needs HOST:PORT, e.g. "
-                                            "127.0.0.1:8700");
+                                            + "' needs HOST:PORT, e.g. "
+                                              "127.0.0.1:8700");
   auto host = text.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
@@ -134,8 +135,8 @@ parse_listen(const std::string& text) {
   long port = std::strtol(port_text.c_str(), &end, 10);
   if (host.empty() || *end != '\0' || port < 0 || port > 65535)
     return make_error(ec::invalid_spec, "listen address '" + text
-                                          + "' needs HOST:PORT with a port "
-                                            "from 0 to 65535");
+                                            + "' needs HOST:PORT with a port "
+                                              "from 0 to 65535");
   return std::pair{host, static_cast<std::uint16_t>(port)};
 }
 

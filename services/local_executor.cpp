@@ -25,8 +25,8 @@ namespace {
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::steady_clock::now().time_since_epoch())
-    .count();
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // posix_spawn's attributes and file actions, released however we leave.
@@ -84,7 +84,8 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   std::filesystem::create_directories(self->run_dir_, err);
   if (err)
     return make_error(ec::internal, "cannot create run directory "
-                                      + self->run_dir_ + ": " + err.message());
+                                        + self->run_dir_ + ": "
+                                        + err.message());
   // A run id that was used before (and deleted) must not inherit the old
   // exit record.
   std::filesystem::remove(self->run_dir_ + "/exit", err);
@@ -98,8 +99,8 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
-    return make_error(ec::internal,
-                      std::string{"cannot create a pipe: "} + std::strerror(errno));
+    return make_error(ec::internal, std::string{"cannot create a pipe: "}
+                                        + std::strerror(errno));
   self->status_.reset(fds[0]);
   unique_fd status_w{fds[1]};
   ::fcntl(self->status_.get(), F_SETFL, O_NONBLOCK);
@@ -132,8 +133,8 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   sigfillset(&all);
   // Its own session: a Ctrl-C to a foreground daemon does not reach runs.
   posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSID
-                                          | POSIX_SPAWN_SETSIGMASK
-                                          | POSIX_SPAWN_SETSIGDEF);
+                                            | POSIX_SPAWN_SETSIGMASK
+                                            | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setsigmask(&setup.attr, &none);
   posix_spawnattr_setsigdefault(&setup.attr, &all);
   for (int fd : {0, 1, 2})
@@ -146,7 +147,7 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
                          &setup.attr, argv.data(), envp.data());
   if (rc != 0)
     return make_error(ec::internal, "cannot start the shim " + cfg.shim_path
-                                      + ": " + std::strerror(rc));
+                                        + ": " + std::strerror(rc));
   // The shim is our unreaped child: its pid cannot be reused yet.
   auto shim = pidfd::open(pid);
   if (!shim)
@@ -234,8 +235,8 @@ status local_executor::freeze() {
     if (!fresh)
       return ok;
   }
-  return make_error(ec::internal,
-                    "the tree of run " + run_id_ + " keeps forking new processes");
+  return make_error(ec::internal, "the tree of run " + run_id_
+                                      + " keeps forking new processes");
 }
 
 bool local_executor::frozen() const {
@@ -260,7 +261,7 @@ status local_executor::thaw() {
   // The main process decides whether the run counts as running; the rest
   // of a cgroup tree follows in continue_stopped().
   if (main_stopped())
-    (void) main_.send_signal(SIGCONT);
+    (void)main_.send_signal(SIGCONT);
   return r;
 }
 
@@ -273,7 +274,7 @@ void local_executor::continue_stopped() {
       continue;
     auto fd = pidfd::open(pid, st->starttime);
     if (fd && (!cgroup_ || proc_cgroup2_path(pid) == cgroup_rel_))
-      (void) fd->send_signal(SIGCONT);
+      (void)fd->send_signal(SIGCONT);
   }
 }
 
@@ -298,7 +299,8 @@ std::vector<process_info> local_executor::unfrozen_processes() const {
   if (out.empty() && cgroup_)
     for (auto pid : tree_pids())
       if (auto st = read_proc_stat(pid))
-        out.push_back({pid, st->ppid, st->state, false, read_cmdline(pid), 0, 0});
+        out.push_back(
+            {pid, st->ppid, st->state, false, read_cmdline(pid), 0, 0});
   return out;
 }
 
@@ -321,7 +323,7 @@ void local_executor::signal_tree(int sig) {
 void local_executor::kill_tree() {
   if (cgroup_) {
     // A frozen cgroup is killed as well: SIGKILL needs no thaw.
-    (void) cgroup_->kill();
+    (void)cgroup_->kill();
     return;
   }
   for (int round = 0; round < 100; ++round) {
@@ -361,10 +363,10 @@ std::vector<process_info> local_executor::processes() {
     p.rss_bytes = st->rss_pages * static_cast<std::uint64_t>(page_size_bytes());
     auto used = st->utime + st->stime;
     if (auto it = cpu_.find(pid); it != cpu_.end() && now > it->second.at_ns
-                                   && used >= it->second.ticks) {
+                                  && used >= it->second.ticks) {
       auto secs = static_cast<double>(now - it->second.at_ns) / 1e9;
-      p.cpu_pct = 100.0 * static_cast<double>(used - it->second.ticks) / ticks
-                  / secs;
+      p.cpu_pct
+          = 100.0 * static_cast<double>(used - it->second.ticks) / ticks / secs;
     } else {
       auto age_s = uptime_s - static_cast<double>(st->starttime) / ticks;
       if (age_s > 0.01)
@@ -397,7 +399,7 @@ exit_facts local_executor::collect_exit() {
 
 void local_executor::cleanup() {
   if (cgroup_)
-    (void) cgroup_->remove();
+    (void)cgroup_->remove();
 }
 
 } // namespace corral

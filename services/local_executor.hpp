@@ -20,8 +20,8 @@
 namespace corral {
 
 struct executor_config {
-  std::string shim_path;  // corral-shim
-  std::string runs_dir;   // <state-dir>/runs
+  std::string shim_path; // corral-shim
+  std::string runs_dir;  // <state-dir>/runs
   /// Parent directory of the runs' cgroups; nullopt: signals fallback.
   std::optional<std::string> cgroup_parent;
   std::string cgroup_mount; // the v2 mount, to name paths as /proc does
@@ -41,8 +41,8 @@ std::optional<shim_report> parse_shim_report(const std::string& line);
 
 /// The environment a run gets: base, then the experiment's env, then
 /// Corral's own variables (DESIGN.md, "Environment of a run").
-std::map<std::string, std::string>
-run_environment(const run_spec& spec, const std::string& run_id);
+std::map<std::string, std::string> run_environment(const run_spec& spec,
+                                                   const std::string& run_id);
 
 class local_executor {
 public:

@@ -30,7 +30,7 @@ result<pidfd> pidfd::open(int pid, std::optional<std::uint64_t> starttime) {
   if (fd < 0) {
     auto code = errno == ESRCH ? ec::not_found : ec::internal;
     return make_error(code, "pidfd_open " + std::to_string(pid) + ": "
-                              + std::strerror(errno));
+                                + std::strerror(errno));
   }
   pidfd out;
   out.fd_.reset(fd);
@@ -41,7 +41,7 @@ result<pidfd> pidfd::open(int pid, std::optional<std::uint64_t> starttime) {
     auto st = read_proc_stat(pid);
     if (!st || st->starttime != *starttime)
       return make_error(ec::not_found, "process " + std::to_string(pid)
-                                         + " is gone (pid reused)");
+                                           + " is gone (pid reused)");
   }
   return out;
 }
@@ -50,8 +50,8 @@ status pidfd::send_signal(int sig) const {
   if (::syscall(SYS_pidfd_send_signal, fd_.get(), sig, nullptr, 0) < 0) {
     auto code = errno == ESRCH ? ec::not_found : ec::internal;
     return make_error(code, "signal " + signal_name(sig) + " to pid "
-                              + std::to_string(pid_) + ": "
-                              + std::strerror(errno));
+                                + std::to_string(pid_) + ": "
+                                + std::strerror(errno));
   }
   return ok;
 }
@@ -71,17 +71,17 @@ bool signal_process_safely(int pid, std::uint64_t starttime, int sig) {
 namespace {
 
 constexpr std::array<std::pair<int, std::string_view>, 31> signal_names{{
-  {SIGHUP, "SIGHUP"},     {SIGINT, "SIGINT"},       {SIGQUIT, "SIGQUIT"},
-  {SIGILL, "SIGILL"},     {SIGTRAP, "SIGTRAP"},     {SIGABRT, "SIGABRT"},
-  {SIGBUS, "SIGBUS"},     {SIGFPE, "SIGFPE"},       {SIGKILL, "SIGKILL"},
-  {SIGUSR1, "SIGUSR1"},   {SIGSEGV, "SIGSEGV"},     {SIGUSR2, "SIGUSR2"},
-  {SIGPIPE, "SIGPIPE"},   {SIGALRM, "SIGALRM"},     {SIGTERM, "SIGTERM"},
-  {SIGSTKFLT, "SIGSTKFLT"}, {SIGCHLD, "SIGCHLD"},   {SIGCONT, "SIGCONT"},
-  {SIGSTOP, "SIGSTOP"},   {SIGTSTP, "SIGTSTP"},     {SIGTTIN, "SIGTTIN"},
-  {SIGTTOU, "SIGTTOU"},   {SIGURG, "SIGURG"},       {SIGXCPU, "SIGXCPU"},
-  {SIGXFSZ, "SIGXFSZ"},   {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"},
-  {SIGWINCH, "SIGWINCH"}, {SIGIO, "SIGIO"},         {SIGPWR, "SIGPWR"},
-  {SIGSYS, "SIGSYS"},
+    {SIGHUP, "SIGHUP"},       {SIGINT, "SIGINT"},       {SIGQUIT, "SIGQUIT"},
+    {SIGILL, "SIGILL"},       {SIGTRAP, "SIGTRAP"},     {SIGABRT, "SIGABRT"},
+    {SIGBUS, "SIGBUS"},       {SIGFPE, "SIGFPE"},       {SIGKILL, "SIGKILL"},
+    {SIGUSR1, "SIGUSR1"},     {SIGSEGV, "SIGSEGV"},     {SIGUSR2, "SIGUSR2"},
+    {SIGPIPE, "SIGPIPE"},     {SIGALRM, "SIGALRM"},     {SIGTERM, "SIGTERM"},
+    {SIGSTKFLT, "SIGSTKFLT"}, {SIGCHLD, "SIGCHLD"},     {SIGCONT, "SIGCONT"},
+    {SIGSTOP, "SIGSTOP"},     {SIGTSTP, "SIGTSTP"},     {SIGTTIN, "SIGTTIN"},
+    {SIGTTOU, "SIGTTOU"},     {SIGURG, "SIGURG"},       {SIGXCPU, "SIGXCPU"},
+    {SIGXFSZ, "SIGXFSZ"},     {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"},
+    {SIGWINCH, "SIGWINCH"},   {SIGIO, "SIGIO"},         {SIGPWR, "SIGPWR"},
+    {SIGSYS, "SIGSYS"},
 }};
 
 } // namespace
@@ -95,7 +95,8 @@ std::string signal_name(int sig) {
 
 std::optional<int> parse_signal(std::string_view text) {
   int num = 0;
-  auto [ptr, err] = std::from_chars(text.data(), text.data() + text.size(), num);
+  auto [ptr, err]
+      = std::from_chars(text.data(), text.data() + text.size(), num);
   if (err == std::errc{} && ptr == text.data() + text.size())
     return num > 0 && num < NSIG ? std::optional<int>{num} : std::nullopt;
   std::string upper{text};

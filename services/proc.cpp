@@ -93,7 +93,8 @@ std::vector<int> list_pids() {
   while (auto* ent = ::readdir(dir)) {
     int pid = 0;
     auto name = std::string_view{ent->d_name};
-    auto [ptr, err] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    auto [ptr, err]
+        = std::from_chars(name.data(), name.data() + name.size(), pid);
     if (err == std::errc{} && ptr == name.data() + name.size() && pid > 0)
       pids.push_back(pid);
   }

@@ -11,12 +11,13 @@
 namespace corral {
 
 reactor::reactor()
-  : epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-    inotify_(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)),
-    wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    : epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      inotify_(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   if (!epoll_ || !inotify_ || !wake_)
-    throw std::runtime_error("cannot create the event loop (epoll, inotify "
-                             "or eventfd); check fs.inotify.max_user_instances");
+    throw std::runtime_error(
+        "cannot create the event loop (epoll, inotify "
+        "or eventfd); check fs.inotify.max_user_instances");
   for (int fd : {inotify_.get(), wake_.get()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;

@@ -7,9 +7,9 @@ namespace corral {
 namespace {
 
 error refuse(const std::string& id, run_state s, std::string_view what) {
-  return make_error(ec::invalid_transition,
-                    "run " + id + " is " + std::string{to_string(s)} + "; "
-                      + std::string{what});
+  return make_error(ec::invalid_transition, "run " + id + " is "
+                                                + std::string{to_string(s)}
+                                                + "; " + std::string{what});
 }
 
 } // namespace
@@ -54,9 +54,10 @@ run_ending classify_ending(const exit_facts& facts,
     out.exit_code = facts.code;
     return out;
   }
-  auto how = facts.signaled
-               ? "main process was killed by " + signal_name(facts.code)
-               : "main process exited with code " + std::to_string(facts.code);
+  auto how
+      = facts.signaled
+            ? "main process was killed by " + signal_name(facts.code)
+            : "main process exited with code " + std::to_string(facts.code);
   if (facts.signaled)
     out.signal = signal_name(facts.code);
   else
@@ -88,8 +89,8 @@ namespace corral {
 status check_supported(const run_spec& spec) {
   auto refuse = [&](const std::string& key, const std::string& why) {
     return make_error(ec::invalid_spec, "experiment " + spec.experiment + ": "
-                                          + key + " is not supported yet ("
-                                          + why + ")");
+                                            + key + " is not supported yet ("
+                                            + why + ")");
   };
   if (spec.gpus > 0)
     return refuse("gpus: " + std::to_string(spec.gpus),

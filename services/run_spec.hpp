@@ -55,7 +55,8 @@ struct run_spec {
   std::vector<std::string> command;
   std::string cwd;      // absolute once expanded
   std::string base_dir; // the submitted file's directory (absolute)
-  std::map<std::string, std::string> env; // the experiment's env, laid over base_env
+  std::map<std::string, std::string>
+      env; // the experiment's env, laid over base_env
   std::map<std::string, std::string> base_env; // submitting shell's or daemon's
   int gpus = 0;
   std::optional<double> cpus;

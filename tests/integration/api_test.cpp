@@ -35,8 +35,8 @@ TEST_CASE("the API needs the token the daemon created; healthz does not",
 
 TEST_CASE("a second daemon on the same state dir is refused", "[integration]") {
   test_daemon d;
-  auto r = run_corral({"serve", "--listen", "127.0.0.1:0", "--state-dir",
-                       d.state_dir()});
+  auto r = run_corral(
+      {"serve", "--listen", "127.0.0.1:0", "--state-dir", d.state_dir()});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("already uses the state dir") != std::string::npos);
 }

@@ -41,13 +41,13 @@ bool counters_advance(const trainer_dir& t) {
   for (auto& r : trainer_dir::roles)
     before[r] = t.count(r);
   return wait_until(
-    [&] {
-      for (auto& r : trainer_dir::roles)
-        if (t.count(r) <= before[r])
-          return false;
-      return true;
-    },
-    10s);
+      [&] {
+        for (auto& r : trainer_dir::roles)
+          if (t.count(r) <= before[r])
+            return false;
+        return true;
+      },
+      10s);
 }
 
 void check_pause_resume_stop(const std::vector<std::string>& flags,
@@ -102,7 +102,8 @@ void check_pause_resume_stop(const std::vector<std::string>& flags,
   for (auto& r : trainer_dir::roles)
     CHECK(t.count(r) > at_pause[r]);
 
-  auto stopped = d.call("POST", "/api/v1/runs/" + id + "/stop", "{\"wait\": true}");
+  auto stopped
+      = d.call("POST", "/api/v1/runs/" + id + "/stop", "{\"wait\": true}");
   REQUIRE(stopped.status == 200);
   CHECK(stopped.body["state"] == "stopped");
   CHECK(stopped.body["reason"] == "user");
@@ -139,7 +140,8 @@ TEST_CASE("stop of a paused run resumes it first so its SIGTERM handler runs",
     trainer_dir t{dir.path()};
     auto id = start_trainer(d, "paused-stop", dir);
     REQUIRE(d.call("POST", "/api/v1/runs/" + id + "/pause").status == 200);
-    auto r = d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
+    auto r
+        = d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
     REQUIRE(r.status == 200);
     CHECK(r.body["state"] == "stopped");
     CHECK(t.has("main.sigterm"));
@@ -244,8 +246,8 @@ TEST_CASE("a SIGSTOP from outside shows as paused, SIGCONT as running",
   CHECK(wait_until([&] { return state_of(d, id) == "paused"; }, 5s));
   ::kill(main, SIGCONT);
   CHECK(wait_until([&] { return state_of(d, id) == "running"; }, 5s));
-  REQUIRE(d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})")
-            .status
-          == 200);
+  REQUIRE(
+      d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})").status
+      == 200);
   t.kill_leftovers();
 }

@@ -22,7 +22,8 @@ namespace corral::test {
 namespace fs = std::filesystem;
 
 temp_dir::temp_dir() {
-  std::string tmpl = (fs::temp_directory_path() / "corral-test-XXXXXX").string();
+  std::string tmpl
+      = (fs::temp_directory_path() / "corral-test-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr)
     throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
@@ -97,7 +98,7 @@ std::string slurp(const std::string& path) {
 } // namespace
 
 test_daemon::test_daemon(std::vector<std::string> extra) {
-  std::vector<std::string> args{CORRAL_BINARY, "serve", "--listen",
+  std::vector<std::string> args{CORRAL_BINARY, "serve",       "--listen",
                                 "127.0.0.1:0", "--state-dir", state_.path()};
   args.insert(args.end(), extra.begin(), extra.end());
   pid_ = spawn(args, {}, state_ / "daemon.out", state_ / "daemon.err");
@@ -109,7 +110,8 @@ test_daemon::test_daemon(std::vector<std::string> extra) {
     url_.pop_back();
   if (fs::exists(state_ / "token")) {
     token_ = slurp(state_ / "token");
-    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back())))
+    while (!token_.empty()
+           && std::isspace(static_cast<unsigned char>(token_.back())))
       token_.pop_back();
   }
 }
@@ -141,8 +143,9 @@ test_daemon::~test_daemon() {
 }
 
 reply test_daemon::call(const std::string& method, const std::string& target,
-                   const std::string& body, const std::string& content_type,
-                   std::optional<std::string> token) {
+                        const std::string& body,
+                        const std::string& content_type,
+                        std::optional<std::string> token) {
   auto r = cli::http_call(url_, method, target, body,
                           body.empty() ? "" : content_type,
                           token.value_or(token_), std::chrono::seconds{120});
@@ -154,7 +157,8 @@ reply test_daemon::call(const std::string& method, const std::string& target,
   return out;
 }
 
-reply test_daemon::submit(const std::string& yaml, const std::string& base_dir) {
+reply test_daemon::submit(const std::string& yaml,
+                          const std::string& base_dir) {
   nlohmann::json envelope{{"spec", yaml}, {"base_dir", base_dir}};
   return call("POST", "/api/v1/experiments", envelope.dump());
 }
@@ -192,13 +196,13 @@ bool trainer_dir::has(const std::string& file) const {
 
 bool trainer_dir::wait_all_started(std::chrono::milliseconds limit) const {
   return wait_until(
-    [&] {
-      for (auto& r : roles)
-        if (!pid(r) || count(r) < 1)
-          return false;
-      return true;
-    },
-    limit);
+      [&] {
+        for (auto& r : roles)
+          if (!pid(r) || count(r) < 1)
+            return false;
+        return true;
+      },
+      limit);
 }
 
 std::vector<int> trainer_dir::pids() const {

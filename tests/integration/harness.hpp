@@ -90,7 +90,7 @@ char proc_state(int pid);
 struct trainer_dir {
   std::string path;
   static inline const std::vector<std::string> roles{
-    "main", "worker1", "worker2", "grandchild", "escapee"};
+      "main", "worker1", "worker2", "grandchild", "escapee"};
   std::optional<int> pid(const std::string& role) const;
   long count(const std::string& role) const;
   bool has(const std::string& file) const;

@@ -23,12 +23,12 @@ std::string submit_one(test_daemon& d, const std::string& yaml) {
 nlohmann::json wait_ended(test_daemon& d, const std::string& id) {
   nlohmann::json run;
   REQUIRE(wait_until(
-    [&] {
-      run = d.call("GET", "/api/v1/runs/" + id).body;
-      auto s = run["state"];
-      return s == "stopped" || s == "finished" || s == "failed";
-    },
-    30s));
+      [&] {
+        run = d.call("GET", "/api/v1/runs/" + id).body;
+        auto s = run["state"];
+        return s == "stopped" || s == "finished" || s == "failed";
+      },
+      30s));
   return run;
 }
 
@@ -70,14 +70,14 @@ TEST_CASE("illegal transitions are refused with 409 naming the state and "
         == "run " + id + " is paused; only a running run can be paused");
   CHECK(d.call("GET", "/api/v1/runs/" + id).body["state"] == "paused");
 
-  REQUIRE(d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})")
-            .status
-          == 200);
+  REQUIRE(
+      d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})").status
+      == 200);
   for (auto action : {"pause", "resume", "stop"}) {
     r = d.call("POST", "/api/v1/runs/" + id + "/" + action);
     CHECK(r.status == 409);
-    CHECK(r.body["error"]["message"].get<std::string>().find(
-            "run " + id + " is stopped")
+    CHECK(r.body["error"]["message"].get<std::string>().find("run " + id
+                                                             + " is stopped")
           == 0);
   }
   CHECK(d.call("GET", "/api/v1/runs/" + id).body["state"] == "stopped");
@@ -122,8 +122,9 @@ TEST_CASE("when the main process exits, the rest of its tree is stopped",
   test_daemon d;
   temp_dir dir;
   trainer_dir t{dir.path()};
-  auto id = submit_one(d, trainer_yaml("natural", dir.path(),
-                                       ", --exit-after, \"1\", --exit-code, \"0\""));
+  auto id = submit_one(
+      d, trainer_yaml("natural", dir.path(),
+                      ", --exit-after, \"1\", --exit-code, \"0\""));
   REQUIRE(t.wait_all_started());
   auto run = wait_ended(d, id);
   CHECK(run["state"] == "finished");
@@ -138,7 +139,8 @@ TEST_CASE("a missing command, a non-executable file and a bad cwd fail with "
           "[integration]") {
   test_daemon d;
   auto missing = submit_one(
-    d, "experiments:\n  - name: missing\n    command: [no-such-program-xyz]\n");
+      d,
+      "experiments:\n  - name: missing\n    command: [no-such-program-xyz]\n");
   auto run = wait_ended(d, missing);
   CHECK(run["state"] == "failed");
   CHECK(run["reason"] == "exec_error");
@@ -149,9 +151,9 @@ TEST_CASE("a missing command, a non-executable file and a bad cwd fail with "
   std::ofstream{dir / "data.txt"} << "not a program\n";
   std::filesystem::permissions(dir / "data.txt",
                                std::filesystem::perms::owner_read
-                                 | std::filesystem::perms::owner_write);
+                                   | std::filesystem::perms::owner_write);
   auto noexec = submit_one(d, "experiments:\n  - name: noexec\n    command: ["
-                                + dir / "data.txt" + "]\n");
+                                  + dir / "data.txt" + "]\n");
   run = wait_ended(d, noexec);
   CHECK(run["reason"] == "exec_error");
   CHECK(run["message"].get<std::string>().find("Permission denied")
@@ -172,8 +174,9 @@ TEST_CASE("30 runs paused, resumed and stopped concurrently all end as asked",
   temp_dir dir;
   std::string yaml = "experiments:\n";
   for (int i = 0; i < 30; ++i)
-    yaml += "  - name: many-" + std::to_string(i)
-            + "\n    command: [/bin/sh, -c, \"sleep 600 & sleep 600 & wait\"]\n";
+    yaml
+        += "  - name: many-" + std::to_string(i)
+           + "\n    command: [/bin/sh, -c, \"sleep 600 & sleep 600 & wait\"]\n";
   auto r = d.submit(yaml);
   REQUIRE(r.status == 201);
   std::vector<std::string> ids;
@@ -203,7 +206,7 @@ TEST_CASE("30 runs paused, resumed and stopped concurrently all end as asked",
       threads.emplace_back([&, i] {
         codes[i] = d.call("POST", "/api/v1/runs/" + ids[i] + "/" + action,
                           action == "stop" ? R"({"wait": true})" : "")
-                     .status;
+                       .status;
       });
     for (auto& th : threads)
       th.join();

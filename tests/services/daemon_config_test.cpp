@@ -24,7 +24,8 @@ TEST_CASE("config errors name the file, key, line and column") {
   auto r = apply_config_file(aut, "listen: 127.0.0.1:1\nlisen: x\n", "c.yaml");
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ec::invalid_spec);
-  CHECK(r.error().message == "c.yaml: lisen (line 2, column 8): unknown key 'lisen'");
+  CHECK(r.error().message
+        == "c.yaml: lisen (line 2, column 8): unknown key 'lisen'");
 
   r = apply_config_file(aut, "pause_timeout: soon\n", "c.yaml");
   REQUIRE_FALSE(r);

@@ -47,8 +47,8 @@ pid_t spawn_sleeper() {
 
 TEST_CASE("a stat line with spaces and parens in comm parses") {
   auto st = parse_proc_stat(
-    "4242 (my (odd) proc) T 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 "
-    "1 0 123456 1000000 250 18446744073709551615");
+      "4242 (my (odd) proc) T 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 "
+      "1 0 123456 1000000 250 18446744073709551615");
   REQUIRE(st);
   CHECK(st->pid == 4242);
   CHECK(st->comm == "my (odd) proc");
@@ -88,12 +88,15 @@ TEST_CASE("descendants include grandchildren") {
 }
 
 TEST_CASE("the cgroup v2 mount is found on hybrid and pure machines") {
-  auto hybrid = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw\n"
-                "37 31 0:34 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer\n"
-                "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+  auto hybrid
+      = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw\n"
+        "37 31 0:34 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 "
+        "rw\n";
   CHECK(find_cgroup2_mount(hybrid) == "/sys/fs/cgroup/unified");
-  auto pure = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 "
-              "rw,nsdelegate\n";
+  auto pure
+      = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 "
+        "rw,nsdelegate\n";
   CHECK(find_cgroup2_mount(pure) == "/sys/fs/cgroup");
   CHECK_FALSE(find_cgroup2_mount("22 1 0:5 / /proc rw - proc proc rw\n"));
 }
@@ -167,7 +170,8 @@ TEST_CASE("a cgroup freezes, reports it, thaws and kills its members",
     WARN("no writable cgroup v2 hierarchy here; skipped");
     return;
   }
-  auto cg = cgroup::create(*mount + "/corral-test-os-" + std::to_string(::getpid()));
+  auto cg = cgroup::create(*mount + "/corral-test-os-"
+                           + std::to_string(::getpid()));
   REQUIRE(cg);
   auto pid = spawn_sleeper();
   {

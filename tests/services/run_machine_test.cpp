@@ -14,7 +14,7 @@ TEST_CASE("pause is legal only from running and names the state otherwise") {
     CHECK(r.error().code == ec::invalid_transition);
     CHECK(r.error().message
           == "run ppo-3 is " + std::string{to_string(s)}
-               + "; only a running run can be paused");
+                 + "; only a running run can be paused");
   }
 }
 
@@ -22,7 +22,8 @@ TEST_CASE("resume is legal only from paused") {
   CHECK(check_resume("a", run_state::paused));
   auto r = check_resume("a", run_state::running);
   REQUIRE_FALSE(r);
-  CHECK(r.error().message == "run a is running; only a paused run can be resumed");
+  CHECK(r.error().message
+        == "run a is running; only a paused run can be resumed");
 }
 
 TEST_CASE("stop is legal until the run has ended; delete only after") {

@@ -1,0 +1,210 @@
+#pragma once
+/// A scripted api_backend for the gateway and CLI tests: a few runs in
+/// memory, every call recorded, answers immediately, later (`defer`), from
+/// another thread, or never (`drop`).
+
+#include "services/api_backend.hpp"
+#include "services/spec.hpp"
+
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace corral::testing {
+
+inline run_view make_run(std::string id, run_state state,
+                         std::string experiment = "ppo") {
+  run_view v;
+  v.id = std::move(id);
+  v.experiment = std::move(experiment);
+  v.state = state;
+  v.pid = 4242;
+  v.process_count = 3;
+  v.command = {"python3", "train.py"};
+  v.cwd = "/work/rl";
+  v.processes = std::vector<process_info>{
+      {4242, 4000, 'S', false, "python3 train.py", 12.5, 1 << 20},
+      {4243, 4242, 'S', false, "python3 -c worker", 1.0, 1 << 19},
+  };
+  return v;
+}
+
+class fake_backend : public api_backend {
+public:
+  std::vector<run_view> runs{make_run("ppo-1", run_state::running),
+                             make_run("ppo-2", run_state::paused),
+                             make_run("sac-1", run_state::stopped, "sac")};
+  /// When set, every call fails with it.
+  std::optional<error> fail_with;
+  /// Keep the answer in `pending` instead of answering.
+  bool defer = false;
+  /// Destroy the callback without answering.
+  bool drop = false;
+  /// Answer from another thread after this long.
+  std::optional<std::chrono::milliseconds> delay;
+
+  std::vector<std::string> calls;
+  run_filter last_filter;
+  stop_request last_stop;
+  std::vector<run_spec> last_submit;
+  bool last_dry_run = false;
+  std::vector<std::function<void()>> pending;
+
+  ~fake_backend() override {
+    for (auto& t : threads_)
+      t.join();
+  }
+
+  void submit(std::vector<run_spec> specs, bool dry_run,
+              reply<std::vector<run_view>> done) override {
+    std::vector<run_view> views;
+    for (auto s : specs) {
+      // What the registry does once it has chosen the id.
+      expand_run_placeholders(s, s.id_base, "");
+      run_view v;
+      v.id = s.id_base;
+      v.experiment = s.experiment;
+      v.command = s.command;
+      v.cwd = s.cwd;
+      views.push_back(v);
+    }
+    {
+      std::lock_guard lock(mutex_);
+      calls.push_back(dry_run ? "submit dry" : "submit");
+      last_submit = std::move(specs);
+      last_dry_run = dry_run;
+    }
+    answer(std::move(done), result<std::vector<run_view>>(std::move(views)));
+  }
+
+  void list_runs(run_filter filter,
+                 reply<std::vector<run_view>> done) override {
+    std::vector<run_view> out;
+    for (auto& r : runs) {
+      bool state_ok = filter.states.empty();
+      for (auto s : filter.states)
+        state_ok = state_ok || s == r.state;
+      if (state_ok
+          && (filter.experiment.empty() || filter.experiment == r.experiment))
+        out.push_back(r); // processes left in: the router must null them
+    }
+    {
+      std::lock_guard lock(mutex_);
+      calls.push_back("list");
+      last_filter = std::move(filter);
+    }
+    answer(std::move(done), result<std::vector<run_view>>(std::move(out)));
+  }
+
+  void get_run(std::string id, reply<run_view> done) override {
+    record("get " + id);
+    answer(std::move(done), find(id));
+  }
+
+  void pause(std::string id, reply<run_view> done) override {
+    record("pause " + id);
+    auto r = find(id);
+    if (r && r->state != run_state::running)
+      r = make_error(ec::invalid_transition,
+                     "run " + id + " is " + std::string(to_string(r->state))
+                         + "; only a running run can be paused");
+    else if (r)
+      r->state = run_state::paused;
+    answer(std::move(done), std::move(r));
+  }
+
+  void resume(std::string id, reply<run_view> done) override {
+    record("resume " + id);
+    auto r = find(id);
+    if (r)
+      r->state = run_state::running;
+    answer(std::move(done), std::move(r));
+  }
+
+  void stop(std::string id, stop_request req, reply<run_view> done) override {
+    {
+      std::lock_guard lock(mutex_);
+      calls.push_back("stop " + id);
+      last_stop = req;
+    }
+    auto r = find(id);
+    if (r)
+      r->state = req.wait ? run_state::stopped : run_state::stopping;
+    answer(std::move(done), std::move(r));
+  }
+
+  void remove(std::string id, reply<ok_t> done) override {
+    record("remove " + id);
+    auto r = find(id);
+    if (!r)
+      return answer(std::move(done), result<ok_t>(r.error()));
+    answer(std::move(done), result<ok_t>(ok));
+  }
+
+  std::size_t pending_count() {
+    std::lock_guard lock(mutex_);
+    return pending.size();
+  }
+
+  /// Answers every deferred call, from the calling thread.
+  void answer_pending() {
+    std::vector<std::function<void()>> todo;
+    {
+      std::lock_guard lock(mutex_);
+      todo.swap(pending);
+    }
+    for (auto& f : todo)
+      f();
+  }
+
+  std::vector<std::string> recorded() {
+    std::lock_guard lock(mutex_);
+    return calls;
+  }
+
+private:
+  void record(std::string call) {
+    std::lock_guard lock(mutex_);
+    calls.push_back(std::move(call));
+  }
+
+  result<run_view> find(const std::string& id) {
+    for (auto& r : runs)
+      if (r.id == id)
+        return r;
+    return make_error(ec::not_found, "no run named '" + id + "'");
+  }
+
+  template <class T>
+  void answer(reply<T> done, result<T> value) {
+    if (fail_with)
+      value = *fail_with;
+    if (drop)
+      return;
+    if (defer) {
+      std::lock_guard lock(mutex_);
+      pending.push_back(
+          [done = std::move(done), value = std::move(value)] { done(value); });
+      return;
+    }
+    if (delay) {
+      std::lock_guard lock(mutex_);
+      threads_.emplace_back(
+          [d = *delay, done = std::move(done), value = std::move(value)] {
+            std::this_thread::sleep_for(d);
+            done(value);
+          });
+      return;
+    }
+    done(std::move(value));
+  }
+
+  std::mutex mutex_;
+  std::vector<std::thread> threads_;
+};
+
+} // namespace corral::testing
