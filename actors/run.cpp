@@ -264,6 +264,9 @@ void on_report(self_ptr self) {
                    "main process " + std::to_string(report->pid) + " started");
     }
   }
+  // A closed pipe stays readable: stop watching it, or the reactor spins.
+  if (st.exec->status_closed())
+    unwatch_fd(self, 0);
 }
 
 } // namespace

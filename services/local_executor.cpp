@@ -81,14 +81,27 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   self->run_id_ = run_id;
   self->run_dir_ = cfg.runs_dir + "/" + run_id;
   std::error_code err;
+  // The registry never reuses a live id, so a directory here belongs to a
+  // deleted run or an earlier daemon: keep its logs, out of the new run's way.
+  if (std::filesystem::exists(self->run_dir_, err)) {
+    auto stamp = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+    auto archive = cfg.runs_dir + "/../runs-archive";
+    std::filesystem::create_directories(archive, err);
+    std::filesystem::rename(
+        self->run_dir_, archive + "/" + run_id + "-" + std::to_string(stamp),
+        err);
+    if (err)
+      return make_error(ec::internal, "cannot move the old run directory "
+                                          + self->run_dir_
+                                          + " aside: " + err.message());
+  }
   std::filesystem::create_directories(self->run_dir_, err);
   if (err)
     return make_error(ec::internal, "cannot create run directory "
                                         + self->run_dir_ + ": "
                                         + err.message());
-  // A run id that was used before (and deleted) must not inherit the old
-  // exit record.
-  std::filesystem::remove(self->run_dir_ + "/exit", err);
   if (cfg.cgroup_parent) {
     auto cg = cgroup::create(*cfg.cgroup_parent + "/" + run_id);
     if (!cg)
@@ -181,6 +194,8 @@ std::optional<shim_report> local_executor::read_report() {
       status_buf_.append(buf, static_cast<std::size_t>(n));
       continue;
     }
+    if (n == 0)
+      status_closed_ = true;
     break;
   }
   auto nl = status_buf_.find('\n');

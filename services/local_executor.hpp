@@ -66,6 +66,9 @@ public:
 
   /// Reads what is on the status pipe; nullopt while nothing complete.
   std::optional<shim_report> read_report();
+  /// True once the shim closed the status pipe (after its report, or
+  /// without one if it died).
+  bool status_closed() const { return status_closed_; }
   /// Holds the main process by pidfd, checking its start time.
   status adopt_main(int pid, std::uint64_t starttime);
   std::optional<int> main_pid() const;
@@ -112,6 +115,7 @@ private:
   std::string cgroup_rel_;
   unique_fd status_;
   std::string status_buf_;
+  bool status_closed_ = false;
   pidfd shim_;
   pidfd main_;
   std::uint64_t main_start_ = 0;

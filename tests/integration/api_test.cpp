@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -134,4 +135,33 @@ TEST_CASE("the CLI submits, lists, pauses, resumes and stops through the API",
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("cli-run") != std::string::npos);
   t.kill_leftovers();
+}
+
+TEST_CASE("a deleted run's id can be used again and its old logs are kept "
+          "aside",
+          "[integration]") {
+  test_daemon d;
+  auto yaml = "experiments:\n  - name: again\n    command: [/bin/sh, -c, "
+              "\"echo run-$CORRAL_RUN_ID-$$\"]\n";
+  auto first = d.submit(yaml);
+  REQUIRE(first.status == 201);
+  REQUIRE(wait_until([&] {
+    return d.call("GET", "/api/v1/runs/again").body["state"] == "finished";
+  }));
+  REQUIRE(d.call("DELETE", "/api/v1/runs/again").status == 204);
+  auto second = d.submit(yaml);
+  REQUIRE(second.status == 201);
+  CHECK(second.body["runs"][0]["id"] == "again");
+  REQUIRE(wait_until([&] {
+    return d.call("GET", "/api/v1/runs/again").body["state"] == "finished";
+  }));
+  std::ifstream log{d.state_dir() + "/runs/again/stdout.log"};
+  std::string text{std::istreambuf_iterator<char>{log}, {}};
+  // One line: the new run's log does not continue the old one.
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+  std::size_t archived = 0;
+  for (auto& e :
+       std::filesystem::directory_iterator{d.state_dir() + "/runs-archive"})
+    archived += e.path().filename().string().rfind("again-", 0) == 0;
+  CHECK(archived == 1);
 }

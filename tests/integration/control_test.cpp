@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -250,4 +251,40 @@ TEST_CASE("a SIGSTOP from outside shows as paused, SIGCONT as running",
       d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})").status
       == 200);
   t.kill_leftovers();
+}
+
+TEST_CASE("a pause that cannot complete is undone and answered 504 naming "
+          "the stuck process",
+          "[integration]") {
+  temp_dir cfg;
+  std::ofstream{cfg / "corral.yaml"} << "pause_timeout: 1s\n";
+  test_daemon d{{"--cgroup", "off", "--config", cfg / "corral.yaml"}};
+  auto r = d.submit(
+      "experiments:\n  - name: stuck\n    command: [\"" CORRAL_VFORK_HOLDER
+      "\"]\n");
+  REQUIRE(r.status == 201);
+  std::string id = r.body["runs"][0]["id"];
+  nlohmann::json run;
+  REQUIRE(wait_until([&] {
+    run = d.call("GET", "/api/v1/runs/" + id).body;
+    return run["state"] == "running" && run["processes"].size() == 2;
+  }));
+  int parent = run["pid"];
+  REQUIRE(wait_until([&] { return proc_state(parent) == 'D'; }));
+
+  auto p = d.call("POST", "/api/v1/runs/" + id + "/pause");
+  CHECK(p.status == 504);
+  CHECK(p.body["error"]["code"] == "pause_timeout");
+  auto msg = p.body["error"]["message"].get<std::string>();
+  CHECK(msg.find("did not freeze within 1000 ms") != std::string::npos);
+  CHECK(msg.find(std::to_string(parent)) != std::string::npos);
+  CHECK(msg.find("state D") != std::string::npos);
+  // Undone: the state is unchanged and nothing is left stopped.
+  CHECK(d.call("GET", "/api/v1/runs/" + id).body["state"] == "running");
+  for (auto& proc : d.call("GET", "/api/v1/runs/" + id).body["processes"])
+    CHECK(proc_state(proc["pid"].get<int>()) != 'T');
+  auto s = d.call("POST", "/api/v1/runs/" + id + "/stop",
+                  R"({"wait": true, "grace_s": 1})");
+  CHECK(s.status == 200);
+  CHECK(s.body["state"] == "stopped");
 }
