@@ -19,7 +19,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
   -DCORRAL_WERROR=ON
 cmake --build build-asan -j"$(nproc)" --target corral-shim services_tests gateway_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -R '^(services|gateway): '
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -R '^(services|gateway):'
 
 echo "== every test, real processes and sockets"
 ctest --test-dir build --output-on-failure -j"$(nproc)"

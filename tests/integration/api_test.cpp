@@ -13,7 +13,7 @@
 
 using namespace corral::test;
 
-TEST_CASE("the API needs the token the daemon created; healthz does not",
+TEST_CASE("the API needs the token the daemon created, healthz does not",
           "[integration]") {
   test_daemon d;
   REQUIRE_FALSE(d.token().empty());
@@ -42,7 +42,7 @@ TEST_CASE("a second daemon on the same state dir is refused", "[integration]") {
   CHECK(r.err.find("already uses the state dir") != std::string::npos);
 }
 
-TEST_CASE("--no-auth on a non-loopback address is refused at start",
+TEST_CASE("serving without auth on a non-loopback address is refused at start",
           "[integration]") {
   temp_dir state;
   auto r = run_corral({"serve", "--listen", "0.0.0.0:0", "--no-auth",

@@ -26,7 +26,7 @@ TEST_CASE("resume is legal only from paused") {
         == "run a is running; only a paused run can be resumed");
 }
 
-TEST_CASE("stop is legal until the run has ended; delete only after") {
+TEST_CASE("stop is legal until the run has ended, delete only after") {
   for (auto s : {run_state::queued, run_state::starting, run_state::running,
                  run_state::paused, run_state::stopping}) {
     CHECK(check_stop("a", s));
@@ -64,7 +64,7 @@ TEST_CASE("exit 0 finishes, non-zero and signals fail, a stop is stopped") {
   CHECK(e.signal == "SIGTERM");
 }
 
-TEST_CASE("an exec error fails with its message; no record means lost") {
+TEST_CASE("an exec error fails with its message and no record means lost") {
   exit_facts exec{true, true, false, 127, "cannot start 'nope': No such file"};
   auto e = classify_ending(exec, std::nullopt);
   CHECK(e.state == run_state::failed);

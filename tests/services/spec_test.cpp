@@ -248,7 +248,7 @@ TEST_CASE("JSON errors name the key, line and column too") {
            "got '-1'");
 }
 
-TEST_CASE("an empty base_dir is the working directory; a relative one is "
+TEST_CASE("an empty base_dir is the working directory, a relative one is "
           "refused") {
   auto aut
       = parse_experiments("experiments: [{name: a, command: [x]}]", "", {});
