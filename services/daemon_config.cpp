@@ -51,7 +51,8 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
                       file + ": the config file must be a map of settings");
   for (auto it = root.begin(); it != root.end(); ++it) {
     auto key = it->first.as<std::string>();
-    auto& node = it->second;
+    // Copies: the iterator yields a temporary pair.
+    YAML::Node node = it->second;
     auto at = where(file, key, node.Mark());
     auto scalar = [&]() -> result<std::string> {
       if (!node.IsScalar())
