@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "cli/http_client.hpp"
-#include "tests/integration/harness.hpp"
+#include "tests/integration/checks.hpp"
 
 using namespace corral::test;
 
@@ -134,7 +134,7 @@ TEST_CASE("the CLI submits, lists, pauses, resumes and stops through the API",
   r = run_corral({"ps", "--state-dir", d.state_dir()});
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("cli-run") != std::string::npos);
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("a deleted run's id can be used again and its old logs are kept "

@@ -10,7 +10,7 @@
 
 #include "services/cgroup.hpp"
 #include "services/proc.hpp"
-#include "tests/integration/harness.hpp"
+#include "tests/integration/checks.hpp"
 
 using namespace corral::test;
 
@@ -109,9 +109,7 @@ void check_pause_resume_stop(const std::vector<std::string>& flags,
   CHECK(stopped.body["state"] == "stopped");
   CHECK(stopped.body["reason"] == "user");
   CHECK(t.has("main.sigterm"));
-  for (auto pid : t.pids())
-    CHECK_FALSE(alive(pid));
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 } // namespace
@@ -147,9 +145,7 @@ TEST_CASE("stop of a paused run resumes it first so its SIGTERM handler runs",
     CHECK(r.body["state"] == "stopped");
     CHECK(t.has("main.sigterm"));
     CHECK(r.body["exit_code"] == 0);
-    for (auto pid : t.pids())
-      CHECK_FALSE(alive(pid));
-    t.kill_leftovers();
+    check_tree_gone(t);
   }
 }
 
@@ -172,9 +168,7 @@ TEST_CASE("a tree that ignores SIGTERM is killed when the grace period ends",
   auto run = d.call("GET", "/api/v1/runs/" + id).body;
   CHECK(run["signal"] == "SIGKILL");
   CHECK(t.has("main.sigterm"));
-  for (auto pid : t.pids())
-    CHECK_FALSE(alive(pid));
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("force kills at once without waiting for the grace period",
@@ -190,9 +184,7 @@ TEST_CASE("force kills at once without waiting for the grace period",
   CHECK(r.body["state"] == "stopped");
   CHECK(r.body["signal"] == "SIGKILL");
   CHECK_FALSE(t.has("main.sigterm"));
-  for (auto pid : t.pids())
-    CHECK_FALSE(alive(pid));
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("stop mode tree signals every process at once", "[integration]") {
@@ -206,9 +198,7 @@ TEST_CASE("stop mode tree signals every process at once", "[integration]") {
   CHECK(r.body["state"] == "stopped");
   for (auto& role : trainer_dir::roles)
     CHECK(t.has(role + ".sigterm"));
-  for (auto pid : t.pids())
-    CHECK_FALSE(alive(pid));
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("in stop mode main only the main process gets the signal",
@@ -224,9 +214,7 @@ TEST_CASE("in stop mode main only the main process gets the signal",
   // stop signal after main exits.
   CHECK(t.has("worker1.sigterm"));
   CHECK(t.has("escapee.sigterm"));
-  for (auto pid : t.pids())
-    CHECK_FALSE(alive(pid));
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("a SIGSTOP from outside shows as paused, SIGCONT as running",
@@ -250,7 +238,7 @@ TEST_CASE("a SIGSTOP from outside shows as paused, SIGCONT as running",
   REQUIRE(
       d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})").status
       == 200);
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("a pause that cannot complete is undone and answered 504 naming "

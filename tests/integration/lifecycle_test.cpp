@@ -8,7 +8,7 @@
 #include <fstream>
 #include <thread>
 
-#include "tests/integration/harness.hpp"
+#include "tests/integration/checks.hpp"
 
 using namespace corral::test;
 
@@ -88,7 +88,7 @@ TEST_CASE("illegal transitions are refused with 409 naming the state and "
   r = d.call("POST", "/api/v1/runs/nope/pause");
   CHECK(r.status == 404);
   CHECK(r.body["error"]["code"] == "not_found");
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("exit 0 finishes, non-zero fails with the code, a foreign signal "
@@ -128,10 +128,8 @@ TEST_CASE("when the main process exits, the rest of its tree is stopped",
   REQUIRE(t.wait_all_started());
   auto run = wait_ended(d, id);
   CHECK(run["state"] == "finished");
-  for (auto pid : t.pids())
-    CHECK_FALSE(alive(pid));
   CHECK(t.has("escapee.sigterm"));
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
 
 TEST_CASE("a missing command, a non-executable file and a bad cwd fail with "
@@ -236,7 +234,5 @@ TEST_CASE("SIGTERM to the daemon stops every run, then the daemon exits",
   }
   CHECK(code == 0);
   CHECK(t.has("main.sigterm"));
-  for (auto pid : t.pids())
-    CHECK_FALSE(alive(pid));
-  t.kill_leftovers();
+  check_tree_gone(t);
 }
