@@ -3,7 +3,8 @@
 // process frozen) against a bare cgroup freeze of the same tree in the same
 // run, since these machines are noisy.
 //
-// Usage: bench_pause [cycles=200]
+// Usage: bench_pause [cycles=200] [signals]
+//   "signals" runs the daemon with --cgroup off (the SIGSTOP fallback).
 
 #include <fcntl.h>
 #include <poll.h>
@@ -66,7 +67,9 @@ double bare_freeze(const cgroup& cg, bool freeze) {
 
 int main(int argc, char** argv) {
   int cycles = argc > 1 ? std::stoi(argv[1]) : 200;
-  test_daemon d;
+  bool signals = argc > 2 && std::string{argv[2]} == "signals";
+  test_daemon d{signals ? std::vector<std::string>{"--cgroup", "off"}
+                        : std::vector<std::string>{}};
   auto r
       = d.submit("experiments:\n  - name: tree64\n    command: [/bin/sh, "
                  "-c, \"for i in $(seq 63); do sleep 3600 & done; wait\"]\n");

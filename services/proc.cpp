@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <map>
@@ -102,7 +103,51 @@ std::vector<int> list_pids() {
   return pids;
 }
 
+namespace {
+
+// Children of every thread of pid, from /proc/<pid>/task/<tid>/children.
+std::vector<int> children_of(int pid) {
+  auto task_dir = "/proc/" + std::to_string(pid) + "/task";
+  std::vector<int> out;
+  auto* dir = ::opendir(task_dir.c_str());
+  if (dir == nullptr)
+    return out; // gone
+  while (auto* ent = ::readdir(dir)) {
+    if (ent->d_name[0] == '.')
+      continue;
+    auto text = read_small_file(task_dir + "/" + ent->d_name + "/children");
+    if (!text)
+      continue; // the thread is gone
+    std::istringstream in{*text};
+    int child = 0;
+    while (in >> child)
+      out.push_back(child);
+  }
+  ::closedir(dir);
+  return out;
+}
+
+} // namespace
+
 std::vector<int> descendants_of(int root) {
+  // Walking the tree itself reads a few files per member; scanning /proc
+  // reads one per process of the machine. The children files need
+  // CONFIG_PROC_CHILDREN.
+  static const bool have_children_files
+      = ::access("/proc/thread-self/children", R_OK) == 0;
+  if (have_children_files) {
+    std::vector<int> found;
+    std::vector<int> walk{root};
+    while (!walk.empty()) {
+      auto parent = walk.back();
+      walk.pop_back();
+      for (auto kid : children_of(parent)) {
+        found.push_back(kid);
+        walk.push_back(kid);
+      }
+    }
+    return found;
+  }
   std::multimap<int, int> children;
   for (auto pid : list_pids())
     if (auto st = read_proc_stat(pid))
