@@ -250,6 +250,9 @@ int serve(const serve_flags& flags) {
     runtime.stop_all_runs();
     std::error_code ignore;
     fs::remove(cfg.state_dir + "/endpoint", ignore);
+    // Every run's cgroup is gone with its run; the parent goes too.
+    if (opts.exec.cgroup_parent)
+      (void)cgroup{*opts.exec.cgroup_parent}.remove();
     spdlog::info("daemon exits");
     return 0;
   } catch (const std::exception& e) {

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <thread>
 
+#include "services/cgroup.hpp"
+#include "services/proc.hpp"
 #include "tests/integration/checks.hpp"
 
 using namespace corral::test;
@@ -226,13 +228,24 @@ TEST_CASE("SIGTERM to the daemon stops every run, then the daemon exits",
   temp_dir dir;
   trainer_dir t{dir.path()};
   int code = -1;
+  std::string run_cgroup;
   {
     test_daemon d;
     submit_one(d, trainer_yaml("at-exit", dir.path()));
     REQUIRE(t.wait_all_started());
+    auto mount = corral::find_cgroup2_mount();
+    auto rel = corral::proc_cgroup2_path(*t.pid("main"));
+    if (mount && rel && *rel != "/")
+      run_cgroup = *mount + *rel;
     code = d.terminate();
   }
   CHECK(code == 0);
+  // The run's cgroup and the daemon's parent of it are removed.
+  if (!run_cgroup.empty()) {
+    CHECK_FALSE(std::filesystem::exists(run_cgroup));
+    CHECK_FALSE(std::filesystem::exists(
+        std::filesystem::path{run_cgroup}.parent_path()));
+  }
   CHECK(t.has("main.sigterm"));
   check_tree_gone(t);
 }
