@@ -154,7 +154,7 @@ TEST_CASE("a tree that ignores SIGTERM is killed when the grace period ends",
   test_daemon d;
   temp_dir dir;
   trainer_dir t{dir.path()};
-  auto id = start_trainer(d, "stubborn", dir, ", --ignore-term",
+  auto id = start_trainer(d, "ignores-term", dir, ", --ignore-term",
                           "    stop: {grace: 1s}\n");
   auto begun = std::chrono::steady_clock::now();
   auto r = d.call("POST", "/api/v1/runs/" + id + "/stop");

@@ -249,3 +249,41 @@ TEST_CASE("SIGTERM to the daemon stops every run, then the daemon exits",
   CHECK(t.has("main.sigterm"));
   check_tree_gone(t);
 }
+
+TEST_CASE("a run gets its environment, /dev/null as stdin and no descriptor "
+          "of the daemon",
+          "[integration]") {
+  test_daemon d;
+  auto yaml = std::string{"experiments:\n  - name: envcheck\n    command: "
+                          "[/bin/sh, -c, \"env; ls -l /proc/$$/fd\"]\n    env: "
+                          "{FROM_SPEC: yes, PYTHONUNBUFFERED: \"0\"}\n"};
+  nlohmann::json envelope{{"spec", yaml},
+                          {"base_dir", "/tmp"},
+                          {"env",
+                           {{"PATH", "/usr/bin:/bin"},
+                            {"FROM_SHELL", "1"},
+                            {"FROM_SPEC", "shell"}}}};
+  auto r = d.call("POST", "/api/v1/experiments", envelope.dump());
+  REQUIRE(r.status == 201);
+  auto run = wait_ended(d, "envcheck");
+  REQUIRE(run["state"] == "finished");
+  std::ifstream log{d.state_dir() + "/runs/envcheck/stdout.log"};
+  std::string text{std::istreambuf_iterator<char>{log}, {}};
+  auto has_line = [&](const std::string& line) {
+    return text.find("\n" + line + "\n") != std::string::npos
+           || text.rfind(line + "\n", 0) == 0;
+  };
+  CHECK(has_line("FROM_SHELL=1"));
+  CHECK(has_line("FROM_SPEC=yes"));      // the spec's env wins
+  CHECK(has_line("PYTHONUNBUFFERED=0")); // set by the user: kept
+  CHECK(has_line("CORRAL_RUN_ID=envcheck"));
+  CHECK(has_line("CUDA_VISIBLE_DEVICES="));
+  CHECK(text.find("HOME=") == std::string::npos); // only what was sent
+  // Exactly stdin, stdout and stderr.
+  CHECK(text.find(" 0 -> /dev/null") != std::string::npos);
+  CHECK(text.find(" 1 -> pipe:") != std::string::npos);
+  CHECK(text.find(" 2 -> pipe:") != std::string::npos);
+  CHECK(text.find(" 3 -> ") == std::string::npos);
+  CHECK(text.find(" 4 -> ") == std::string::npos);
+  CHECK(text.find("socket:") == std::string::npos);
+}
