@@ -19,6 +19,7 @@ namespace corral {
 using view_result = result<run_view>;
 using views_result = result<std::vector<run_view>>;
 using ok_result = result<ok_t>;
+using gpus_result = result<gpu_report>;
 
 } // namespace corral
 
@@ -26,6 +27,8 @@ using ok_result = result<ok_t>;
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::view_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::views_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::ok_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::gpus_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<int>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_view)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_spec)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<corral::run_spec>)
@@ -51,6 +54,9 @@ using report = caf::atom_constant<caf::atom("report")>;
 using shim_exit = caf::atom_constant<caf::atom("shimexit")>;
 using main_exit = caf::atom_constant<caf::atom("mainexit")>;
 using cg_event = caf::atom_constant<caf::atom("cgevent")>;
+using start = caf::atom_constant<caf::atom("start")>;
+using requeue = caf::atom_constant<caf::atom("requeue")>;
+using gpus = caf::atom_constant<caf::atom("gpus")>;
 } // namespace atom
 
 /// One run: owns its executor (shim + cgroup + pidfds) and state machine.
@@ -65,6 +71,8 @@ using run_actor = caf::typed_actor<
     caf::replies_to<atom::stop, stop_request>::with<view_result>,
     /// Stops the run because the daemon exits; answers once it has ended.
     caf::replies_to<atom::shutdown>::with<view_result>,
+    /// The scheduler placed the queued run on these GPUs: start it.
+    caf::reacts_to<atom::start, std::vector<int>>,
     /// The shim's status pipe has data (from the reactor).
     caf::reacts_to<atom::report>,
     /// The shim exited (from the reactor).
@@ -95,7 +103,14 @@ using registry_actor = caf::typed_actor<
     caf::replies_to<atom::remove, std::string>::with<ok_result>,
     /// Stops every active run with the normal sequence; answers when all ended.
     caf::replies_to<atom::shutdown>::with<ok_result>,
-    /// A run reports that it ended.
-    caf::reacts_to<atom::ended, std::string>>;
+    /// The GPU inventory and each device's holder.
+    caf::replies_to<atom::gpus>::with<gpus_result>,
+    /// A run's processes ended (its GPUs are free); `final` unless its
+    /// restart policy will queue it again.
+    caf::reacts_to<atom::ended, std::string, bool>,
+    /// A run's restart backoff is over: queue it again.
+    caf::reacts_to<atom::requeue, std::string>,
+    /// Time to look at the queue again (a starvation deadline passed).
+    caf::reacts_to<atom::tick>>;
 
 } // namespace corral

@@ -40,6 +40,9 @@ public:
   void remove(std::string id, reply<ok_t> done) override {
     ask<ok_result>(std::move(done), atom::remove::value, std::move(id));
   }
+  void gpus(reply<gpu_report> done) override {
+    ask<gpus_result>(std::move(done), atom::gpus::value);
+  }
 
 private:
   template <class Result, class Done, class... Ts>
@@ -82,6 +85,9 @@ daemon_runtime::daemon_runtime(runtime_options opts)
   rc.exec = opts.exec;
   rc.events = impl_->events.get();
   rc.pause_timeout = opts.pause_timeout;
+  rc.inventory = opts.inventory;
+  rc.max_concurrent = opts.max_concurrent;
+  rc.starvation_timeout = opts.starvation_timeout;
   impl_->registry = impl_->sys->spawn(registry, std::move(rc));
   impl_->backend
       = std::make_unique<actor_backend>(*impl_->sys, impl_->registry);

@@ -3,6 +3,7 @@
 /// without including CAF.
 
 #include "services/api_backend.hpp"
+#include "services/gpu_inventory.hpp"
 #include "services/local_executor.hpp"
 
 #include <memory>
@@ -14,6 +15,10 @@ struct runtime_options {
   millis pause_timeout = std::chrono::seconds{10};
   /// Worker threads of the actor scheduler.
   std::size_t threads = 2;
+  /// The node's GPUs; must outlive the runtime. Null: no GPUs.
+  gpu_inventory* inventory = nullptr;
+  std::optional<int> max_concurrent;
+  millis starvation_timeout = std::chrono::minutes{10};
 };
 
 class daemon_runtime {

@@ -16,6 +16,18 @@ error no_such_run(const std::string& id) {
   return make_error(ec::not_found, "no run named '" + id + "'");
 }
 
+std::string join_ints(const std::vector<int>& xs) {
+  std::string out;
+  for (auto x : xs)
+    out += (out.empty() ? "" : ",") + std::to_string(x);
+  return out;
+}
+
+void fill_queue_position(self_ptr self, run_view& v) {
+  if (v.state == run_state::queued && !v.retry_at)
+    v.queue_position = self->state.sched->queue_position(v.id);
+}
+
 // Asks every run in `ids` for its view and delivers them in that order.
 void collect_views(self_ptr self, const std::vector<std::string>& ids,
                    caf::typed_response_promise<views_result> rp,
@@ -47,12 +59,38 @@ void collect_views(self_ptr self, const std::vector<std::string>& ids,
   for (std::size_t i = 0; i < handles.size(); ++i)
     self->request(handles[i], caf::infinite, atom::get::value, false)
         .then(
-            [acc, i, finish](view_result& r) mutable {
-              if (r)
+            [self, acc, i, finish](view_result& r) mutable {
+              if (r) {
+                fill_queue_position(self, r.value());
                 acc->views[i] = std::move(r.value());
+              }
               finish();
             },
             [finish](caf::error&) mutable { finish(); });
+}
+
+// Starts every queued run the scheduler can place now, and wakes the
+// registry again when a starvation deadline passes.
+void schedule(self_ptr self) {
+  auto& st = self->state;
+  if (st.shutting_down)
+    return;
+  auto now = scheduler::clock::now();
+  for (auto& p : st.sched->schedule(now)) {
+    auto it = st.runs.find(p.id);
+    if (it == st.runs.end()) {
+      st.sched->release(p.id);
+      continue;
+    }
+    if (!p.gpus.empty())
+      spdlog::info("registry places run/{} on GPU {}", p.id,
+                   join_ints(p.gpus));
+    self->send(it->second, atom::start::value, p.gpus);
+  }
+  if (auto next = st.sched->next_deadline())
+    self->delayed_send(
+        self, std::chrono::duration_cast<millis>(*next - now) + millis{1},
+        atom::tick::value);
 }
 
 void maybe_finish_shutdown(self_ptr self) {
@@ -92,7 +130,14 @@ std::string unique_run_id(const std::string& base,
 registry_actor::behavior_type
 registry(registry_actor::stateful_pointer<registry_state> self,
          registry_config cfg) {
-  self->state.cfg = std::move(cfg);
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  std::vector<int> indices;
+  if (st.cfg.inventory)
+    for (auto& d : st.cfg.inventory->devices())
+      indices.push_back(d.index);
+  st.sched = std::make_unique<scheduler>(indices, st.cfg.max_concurrent,
+                                         st.cfg.starvation_timeout);
   // Runs are not linked (DELETE ends one without touching the registry),
   // so the registry ends them itself when it is told to exit.
   self->set_exit_handler([=](const caf::exit_msg& msg) {
@@ -104,9 +149,18 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [=](atom::submit, std::vector<run_spec> specs,
           bool dry_run) -> caf::result<views_result> {
         auto& st = self->state;
-        for (auto& spec : specs)
+        for (auto& spec : specs) {
           if (auto r = check_supported(spec); !r)
             return views_result{r.error()};
+          if (!st.sched->fits_ever(spec.gpus))
+            return views_result{make_error(
+                ec::invalid_spec,
+                "experiment " + spec.experiment + " asks for "
+                    + std::to_string(spec.gpus) + " GPUs but this node has "
+                    + std::to_string(st.sched->inventory().size())
+                    + ", so it could never start (configure the inventory "
+                      "with --gpus or gpus:)")};
+        }
         std::set<std::string> taken;
         for (auto& [id, hdl] : st.runs)
           taken.insert(id);
@@ -139,12 +193,19 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           rc.exec = st.cfg.exec;
           rc.events = st.cfg.events;
           rc.pause_timeout = st.cfg.pause_timeout;
+          rc.inventory = st.cfg.inventory;
           rc.registry = caf::actor_cast<registry_actor>(self);
+          sched_request req{id,           rc.spec.experiment,
+                            rc.spec.gpus, rc.spec.priority,
+                            st.next_seq++, rc.spec.max_concurrent};
           st.runs.emplace(id, self->spawn(run, std::move(rc)));
+          st.requests.emplace(id, req);
+          st.sched->enqueue(req, scheduler::clock::now());
           st.order.push_back(id);
           ids.push_back(id);
         }
         spdlog::info("registry creates {} run(s)", ids.size());
+        schedule(self);
         auto rp = self->make_response_promise<views_result>();
         collect_views(self, ids, rp, [](const run_view&) { return true; });
         return rp;
@@ -163,8 +224,24 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         });
         return rp;
       },
-      [=](atom::get, std::string id, bool with_processes) {
-        return forward<atom::get>(self, id, with_processes);
+      [=](atom::get, std::string id,
+          bool with_processes) -> caf::result<view_result> {
+        auto it = self->state.runs.find(id);
+        if (it == self->state.runs.end())
+          return view_result{no_such_run(id)};
+        auto rp = self->make_response_promise<view_result>();
+        self->request(it->second, caf::infinite, atom::get::value,
+                      with_processes)
+            .then(
+                [=](view_result& r) mutable {
+                  if (r)
+                    fill_queue_position(self, r.value());
+                  rp.deliver(std::move(r));
+                },
+                [=](caf::error&) mutable {
+                  rp.deliver(view_result{no_such_run(id)});
+                });
+        return rp;
       },
       [=](atom::pause, std::string id) {
         return forward<atom::pause>(self, id);
@@ -194,6 +271,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                   }
                   auto& st = self->state;
                   st.runs.erase(id);
+                  st.requests.erase(id);
                   st.ended.erase(id);
                   std::erase(st.order, id);
                   self->send_exit(hdl, caf::exit_reason::user_shutdown);
@@ -209,6 +287,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         auto& st = self->state;
         auto rp = self->make_response_promise<ok_result>();
         st.shutdown_waiters.push_back(rp);
+        st.shutting_down = true; // nothing new starts
         spdlog::info("registry stops {} run(s) for daemon exit",
                      st.runs.size() - st.ended.size());
         for (auto& [id, hdl] : st.runs)
@@ -219,10 +298,36 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         maybe_finish_shutdown(self);
         return rp;
       },
-      [=](atom::ended, std::string id) {
-        self->state.ended.insert(id);
+      [=](atom::gpus) -> gpus_result {
+        auto& st = self->state;
+        gpu_report report;
+        report.source
+            = st.cfg.inventory ? st.cfg.inventory->source() : "config";
+        if (st.cfg.inventory)
+          for (auto& d : st.cfg.inventory->devices())
+            report.gpus.push_back({d, st.sched->holder(d.index)});
+        return report;
+      },
+      [=](atom::ended, std::string id, bool final) {
+        auto& st = self->state;
+        // Stopped while queued, or its processes ended: either way its
+        // place and its devices are free now.
+        st.sched->dequeue(id);
+        st.sched->release(id);
+        if (final)
+          st.ended.insert(id);
+        schedule(self);
         maybe_finish_shutdown(self);
       },
+      [=](atom::requeue, std::string id) {
+        auto& st = self->state;
+        auto it = st.requests.find(id);
+        if (it == st.requests.end() || st.shutting_down)
+          return;
+        st.sched->enqueue(it->second, scheduler::clock::now());
+        schedule(self);
+      },
+      [=](atom::tick) { schedule(self); },
   };
 }
 

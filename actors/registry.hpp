@@ -1,10 +1,13 @@
 #pragma once
-/// The registry actor: knows every run by id, creates and forgets them.
+/// The registry actor: knows every run by id, creates and forgets them, and
+/// starts queued runs as the scheduler places them on GPUs.
 
 #include "actors/actors.hpp"
 #include "actors/run.hpp"
+#include "services/scheduler.hpp"
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,16 +18,24 @@ struct registry_config {
   executor_config exec;
   reactor* events = nullptr;
   millis pause_timeout = std::chrono::seconds{10};
+  /// The node's GPUs; outlives every actor. Null: no GPUs.
+  gpu_inventory* inventory = nullptr;
+  std::optional<int> max_concurrent;
+  millis starvation_timeout = std::chrono::minutes{10};
 };
 
 struct registry_state {
   static inline const char* name = "registry";
 
   registry_config cfg;
+  std::unique_ptr<scheduler> sched;
   std::map<std::string, run_actor> runs;
+  std::map<std::string, sched_request> requests; // what each run asks for
   std::vector<std::string> order; // creation order, for listings
   std::set<std::string> ended;
+  std::uint64_t next_seq = 0;
   std::vector<caf::typed_response_promise<ok_result>> shutdown_waiters;
+  bool shutting_down = false;
 };
 
 registry_actor::behavior_type

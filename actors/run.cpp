@@ -16,6 +16,13 @@ namespace {
 using namespace std::chrono;
 using self_ptr = run_actor::stateful_pointer<run_actor_state>;
 
+std::string join_ints(const std::vector<int>& xs) {
+  std::string out;
+  for (auto x : xs)
+    out += (out.empty() ? "" : ",") + std::to_string(x);
+  return out;
+}
+
 double seconds_since(steady_clock::time_point t) {
   return duration<double>(steady_clock::now() - t).count();
 }
@@ -46,6 +53,20 @@ std::string checkpoint_glob(const run_spec& spec) {
   return spec.cwd + "/" + pattern;
 }
 
+// GPU memory used by the processes of the tree, where NVML tells.
+std::optional<std::uint64_t>
+gpu_memory_of(gpu_inventory* inventory,
+              const std::vector<process_info>& processes) {
+  if (inventory == nullptr || inventory->source() != "nvml")
+    return std::nullopt;
+  std::uint64_t total = 0;
+  for (auto& gp : inventory->processes())
+    for (auto& p : processes)
+      if (p.pid == gp.pid)
+        total += gp.memory_used;
+  return total;
+}
+
 run_view snapshot(self_ptr self, bool with_processes) {
   auto& st = self->state;
   auto v = st.view;
@@ -57,6 +78,7 @@ run_view snapshot(self_ptr self, bool with_processes) {
     if (with_processes) {
       v.processes = st.exec->processes();
       v.process_count = static_cast<int>(v.processes->size());
+      v.gpu_memory_bytes = gpu_memory_of(st.cfg.inventory, *v.processes);
       for (auto& p : *v.processes) {
         v.cpu_pct += p.cpu_pct;
         v.rss_bytes += p.rss_bytes;
@@ -65,6 +87,7 @@ run_view snapshot(self_ptr self, bool with_processes) {
       v.process_count = st.exec->process_count();
       v.cpu_pct = st.cpu_pct;
       v.rss_bytes = st.rss_bytes;
+      v.gpu_memory_bytes = st.gpu_memory;
     }
   } else if (with_processes) {
     v.processes = std::vector<process_info>{};
@@ -228,12 +251,30 @@ void on_ended(self_ptr self) {
                           "run " + st.cfg.id + " is "
                               + std::string{to_string(ending.state)}
                               + "; only a running run can be paused"));
+  ++st.stop_generation;
+  ++st.attempt_generation;
+  if (st.end_waiters.empty()
+      && should_restart(st.cfg.spec.restart, ending, st.restarts)) {
+    auto wait = restart_backoff(st.cfg.spec.restart, st.restarts);
+    ++st.restarts;
+    st.view.retry_at = system_clock::now() + wait;
+    change_state(self, run_state::queued, "restart",
+                 "attempt " + std::to_string(st.view.attempt) + " "
+                     + ending.message + "; restart "
+                     + std::to_string(st.restarts) + " of "
+                     + std::to_string(st.cfg.spec.restart.max) + " in "
+                     + std::to_string(wait.count()) + " ms");
+    ++st.view.attempt;
+    self->send(st.cfg.registry, atom::ended::value, st.cfg.id, false);
+    self->delayed_send(self, wait, atom::deadline::value,
+                       std::string{"retry"}, st.attempt_generation);
+    return;
+  }
   auto v = snapshot(self, false);
   for (auto& w : st.end_waiters)
     w.deliver(view_result{v});
   st.end_waiters.clear();
-  ++st.stop_generation;
-  self->send(st.cfg.registry, atom::ended::value, st.cfg.id);
+  self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
 }
 
 void on_report(self_ptr self) {
@@ -263,10 +304,72 @@ void on_report(self_ptr self) {
       change_state(self, run_state::running, "started",
                    "main process " + std::to_string(report->pid) + " started");
     }
+    if (auto limit = st.cfg.spec.max_runtime)
+      self->delayed_send(self, *limit, atom::deadline::value,
+                         std::string{"runtime"}, st.attempt_generation);
   }
   // A closed pipe stays readable: stop watching it, or the reactor spins.
   if (st.exec->status_closed())
     unwatch_fd(self, 0);
+}
+
+// Starts an attempt on the given GPUs: shim, watches, observation ticks.
+void launch(self_ptr self, const std::vector<int>& gpus) {
+  auto& st = self->state;
+  auto& spec = st.cfg.spec;
+  st.view.gpus = gpus;
+  st.view.retry_at.reset();
+  st.view.pid.reset();
+  st.view.exit_code.reset();
+  st.view.signal.reset();
+  st.view.ended_at.reset();
+  st.view.reason.clear();
+  st.view.message.clear();
+  st.stop_reason.reset();
+  st.paused_by_request = false;
+  st.exec.reset();
+  st.attempt_active_base = st.active_before_s;
+  change_state(self, run_state::starting, "scheduled",
+               gpus.empty() ? std::string{"starting without GPUs"}
+                            : "starting on GPU " + join_ints(gpus));
+  auto launched = local_executor::launch(st.cfg.exec, st.cfg.id, spec, gpus);
+  if (!launched) {
+    st.view.reason = "exec_error";
+    st.view.message = launched.error().message;
+    st.view.ended_at = system_clock::now();
+    spdlog::error("run/{} cannot start: {}", st.cfg.id,
+                  launched.error().message);
+    change_state(self, run_state::failed, "exec_error",
+                 launched.error().message);
+    self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
+    return;
+  }
+  st.exec = std::move(*launched);
+  st.view.pause_mechanism = st.exec->mechanism();
+  spdlog::info("run/{} starts {} (attempt {}, pause via {})", st.cfg.id,
+               spec.command.front(), st.view.attempt, st.exec->mechanism());
+  watch_fd<atom::report>(self, 0, st.exec->status_fd(), EPOLLIN);
+  watch_fd<atom::shim_exit>(self, 1, st.exec->shim_fd(),
+                            EPOLLIN | EPOLLONESHOT);
+  if (auto path = st.exec->events_path(); !path.empty()) {
+    auto hdl = caf::actor_cast<run_actor>(self);
+    st.events_watch = st.cfg.events->watch_path(
+        path, [hdl] { caf::anon_send(hdl, atom::cg_event::value); });
+  }
+  self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
+}
+
+// Ends a run that never started (stopped while queued or in backoff).
+void end_unstarted(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  st.view.reason = reason;
+  st.view.message = reason == "daemon_exit" ? "stopped at daemon exit before it started"
+                                            : "stopped before it started";
+  st.view.retry_at.reset();
+  st.view.ended_at = system_clock::now();
+  ++st.attempt_generation; // cancels a pending retry
+  change_state(self, run_state::stopped, reason, st.view.message);
+  self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
 }
 
 } // namespace
@@ -294,34 +397,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
   auto& spec = st.cfg.spec;
   st.view.id = st.cfg.id;
   st.view.experiment = spec.experiment;
-  st.view.state = run_state::starting;
+  st.view.state = run_state::queued;
   st.view.created_at = system_clock::now();
   st.view.cwd = spec.cwd;
   st.view.command = spec.command;
-  auto launched = local_executor::launch(st.cfg.exec, st.cfg.id, spec);
-  if (!launched) {
-    st.view.state = run_state::failed;
-    st.view.reason = "exec_error";
-    st.view.message = launched.error().message;
-    st.view.ended_at = system_clock::now();
-    spdlog::error("run/{} cannot start: {}", st.cfg.id,
-                  launched.error().message);
-    self->send(st.cfg.registry, atom::ended::value, st.cfg.id);
-  } else {
-    st.exec = std::move(*launched);
-    st.view.pause_mechanism = st.exec->mechanism();
-    spdlog::info("run/{} starts {} (pause via {})", st.cfg.id,
-                 spec.command.front(), st.exec->mechanism());
-    watch_fd<atom::report>(self, 0, st.exec->status_fd(), EPOLLIN);
-    watch_fd<atom::shim_exit>(self, 1, st.exec->shim_fd(),
-                              EPOLLIN | EPOLLONESHOT);
-    if (auto path = st.exec->events_path(); !path.empty()) {
-      auto hdl = caf::actor_cast<run_actor>(self);
-      st.events_watch = st.cfg.events->watch_path(
-          path, [hdl] { caf::anon_send(hdl, atom::cg_event::value); });
-    }
-    self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
-  }
   return {
       [=](atom::get, bool with_processes) -> view_result {
         return snapshot(self, with_processes);
@@ -368,6 +447,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         auto& st = self->state;
         if (auto r = check_stop(st.cfg.id, st.view.state); !r)
           return view_result{r.error()};
+        if (st.view.state == run_state::queued) {
+          end_unstarted(self, "user");
+          return snapshot(self, false);
+        }
         if (st.view.state == run_state::stopping) {
           if (req.force) {
             spdlog::info("run/{} escalates its stop to SIGKILL", st.cfg.id);
@@ -393,6 +476,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         auto& st = self->state;
         if (is_ended(st.view.state))
           return snapshot(self, false);
+        if (st.view.state == run_state::queued) {
+          end_unstarted(self, "daemon_exit");
+          return snapshot(self, false);
+        }
         if (st.view.state == run_state::starting) {
           st.pending_stop = stop_request{};
           st.stop_reason = "daemon_exit";
@@ -404,6 +491,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         auto rp = self->make_response_promise<view_result>();
         st.end_waiters.push_back(rp);
         return rp;
+      },
+      [=](atom::start, std::vector<int> gpus) {
+        if (self->state.view.state == run_state::queued)
+          launch(self, gpus);
       },
       [=](atom::report) { on_report(self); },
       [=](atom::shim_exit) {
@@ -431,10 +522,12 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         if (st.exec && ++st.ticks % 8 == 0) {
           st.cpu_pct = 0;
           st.rss_bytes = 0;
-          for (auto& p : st.exec->processes()) {
+          auto tree = st.exec->processes();
+          for (auto& p : tree) {
             st.cpu_pct += p.cpu_pct;
             st.rss_bytes += p.rss_bytes;
           }
+          st.gpu_memory = gpu_memory_of(st.cfg.inventory, tree);
         }
         self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
       },
@@ -467,6 +560,37 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
             spdlog::warn("run/{} pause timed out: {}", st.cfg.id, err.message);
             fail_waiters(st.pause_waiters, err);
           }
+          return;
+        }
+        if (kind == "retry") {
+          if (gen == st.attempt_generation
+              && st.view.state == run_state::queued) {
+            st.view.retry_at.reset();
+            self->send(st.cfg.registry, atom::requeue::value, st.cfg.id);
+          }
+          return;
+        }
+        if (kind == "runtime") {
+          auto s = st.view.state;
+          if (gen != st.attempt_generation
+              || (s != run_state::running && s != run_state::paused))
+            return;
+          // max_runtime counts running time: a paused run gets its pause
+          // back before the limit applies.
+          auto active = st.active_before_s - st.attempt_active_base;
+          if (s == run_state::running)
+            active += seconds_since(st.running_since);
+          auto limit = duration<double>(*st.cfg.spec.max_runtime).count();
+          if (active + 0.001 < limit) {
+            self->delayed_send(
+                self,
+                duration_cast<milliseconds>(duration<double>(limit - active))
+                    + milliseconds{1},
+                atom::deadline::value, std::string{"runtime"}, gen);
+            return;
+          }
+          spdlog::info("run/{} exceeded max_runtime; stopping it", st.cfg.id);
+          begin_stop(self, stop_request{}, "timeout");
           return;
         }
         if (kind == "continue") {

@@ -18,6 +18,8 @@ struct run_config {
   run_spec spec; // placeholders expanded
   executor_config exec;
   reactor* events = nullptr; // outlives every actor
+  /// For the GPU memory of the run's processes; null without NVML.
+  gpu_inventory* inventory = nullptr;
   millis pause_timeout = std::chrono::seconds{10};
   millis observe_interval = std::chrono::milliseconds{250};
   registry_actor registry; // told when the run ends
@@ -41,6 +43,10 @@ struct run_actor_state {
   millis stop_grace{0};
   std::optional<std::int64_t> checkpoint_baseline_ns;
   int events_watch = -1;
+  int restarts = 0; // restarts by policy so far
+  std::uint64_t attempt_generation = 0; // ties max_runtime timers to an attempt
+  double attempt_active_base = 0; // active seconds before this attempt
+  std::optional<std::uint64_t> gpu_memory; // latest sample, for summaries
   unsigned ticks = 0; // observation ticks so far
   /// Tree totals from the latest resource sample, for summaries.
   double cpu_pct = 0;
@@ -52,7 +58,8 @@ struct run_actor_state {
   void unwatch_all();
 };
 
-/// The run's behavior; launches the shim on start.
+/// The run's behavior. It starts `queued`; atom::start from the registry
+/// launches the shim.
 run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
                              run_config cfg);
 

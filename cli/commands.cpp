@@ -270,6 +270,18 @@ int show(const show_options& o) {
   return 0;
 }
 
+int gpus(const client_options& o) {
+  auto c = connect_to(o);
+  auto a = call(c, "GET", "/api/v1/gpus");
+  if (!a.ok())
+    return refused(a, "gpus", o.json);
+  if (o.json)
+    print_json(a);
+  else
+    std::cout << render_gpus(a.body);
+  return 0;
+}
+
 struct ids_options : client_options {
   std::vector<std::string> ids;
 };
@@ -349,6 +361,14 @@ void add_client_commands(CLI::App& app, int& exit_code) {
     add_client_options(*sub, *o);
     sub->callback(
         [o, &exit_code] { exit_code = guarded([&] { return show(*o); }); });
+  }
+  {
+    auto o = std::make_shared<client_options>();
+    auto* sub = app.add_subcommand(
+        "gpus", "List the node's GPUs and the run holding each");
+    add_client_options(*sub, *o);
+    sub->callback(
+        [o, &exit_code] { exit_code = guarded([&] { return gpus(*o); }); });
   }
   {
     auto o = std::make_shared<ids_options>();

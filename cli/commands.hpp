@@ -1,5 +1,5 @@
 #pragma once
-/// The client verbs of the `corral` binary: submit, ps, show, pause,
+/// The client verbs of the `corral` binary: submit, ps, show, gpus, pause,
 /// resume, stop. Each talks to the daemon over its HTTP API.
 
 namespace CLI {

@@ -99,6 +99,17 @@ std::string or_dash(std::string s) {
   return s.empty() ? "-" : s;
 }
 
+/// A run's GPU indices joined by `sep`; "" when it holds none.
+std::string gpu_list(const json& run, std::string_view sep) {
+  std::string out;
+  auto it = run.find("gpus");
+  if (it == run.end() || !it->is_array())
+    return out;
+  for (auto& g : *it)
+    out += (out.empty() ? "" : std::string(sep)) + g.dump();
+  return out;
+}
+
 std::string number(double x, int decimals) {
   return fmt::format("{:.{}f}", x, decimals);
 }
@@ -245,30 +256,94 @@ std::string reason_text(const json& run) {
 }
 
 std::string render_ps(const json& runs) {
-  std::vector<std::vector<std::string>> rows{
-      {"STATE", "ID", "EXPERIMENT", "PID", "PROCS", "UPTIME", "REASON/EXIT"}};
+  bool any_queued = false;
+  for (auto& run : runs)
+    any_queued = any_queued || str(run, "state") == "queued";
+  std::vector<std::string> header{"STATE", "ID",    "EXPERIMENT", "GPUS",
+                                  "PID",   "PROCS", "UPTIME"};
+  if (any_queued)
+    header.push_back("QUEUE");
+  header.push_back("REASON/EXIT");
+  std::vector<std::vector<std::string>> rows{header};
+  bool paused_with_gpus = false;
   for (auto& run : runs) {
+    auto state = str(run, "state");
     bool started = !str(run, "started_at").empty();
     double active = run.value("active_s", 0.0);
-    rows.push_back({
-        state_label(str(run, "state")),
+    auto gpus = gpu_list(run, ",");
+    paused_with_gpus = paused_with_gpus || (state == "paused" && !gpus.empty());
+    std::vector<std::string> row{
+        state_label(state),
         str(run, "id"),
         str(run, "experiment"),
+        or_dash(gpus),
         or_dash(str(run, "pid")),
         str(run, "process_count"),
         started ? format_duration(active) : "-",
-        reason_text(run),
+    };
+    if (any_queued) {
+      auto pos = str(run, "queue_position");
+      row.push_back(pos.empty() ? "-" : "#" + pos);
+      // The QUEUE column already says where a queued run stands.
+      auto retry = str(run, "retry_at");
+      bool waiting = state == "queued" && str(run, "reason").empty();
+      row.push_back(!waiting        ? reason_text(run)
+                    : retry.empty() ? ""
+                                    : "retry at " + retry);
+    } else {
+      row.push_back(reason_text(run));
+    }
+    rows.push_back(std::move(row));
+  }
+  auto out = render_table(rows);
+  if (paused_with_gpus)
+    out += std::string(paused_gpus_legend) + "\n";
+  return out;
+}
+
+std::string render_gpus(const json& answer) {
+  auto gpus = answer.value("gpus", json::array());
+  auto source = str(answer, "source");
+  std::string source_line
+      = source == "config"
+            ? "source: configuration (--gpus or gpus:); memory and utilization "
+              "need NVML"
+        : source == "nvml" ? "source: NVML"
+                           : "source: " + or_dash(source);
+  if (gpus.empty())
+    return "no GPUs\n" + source_line + "\n";
+  std::vector<std::vector<std::string>> rows{
+      {"INDEX", "NAME", "MEMORY", "UTIL", "RUN"}};
+  for (auto& g : gpus) {
+    auto bytes = [&](const char* key) -> std::string {
+      auto it = g.find(key);
+      if (it == g.end() || !it->is_number())
+        return "-";
+      return format_bytes(it->get<std::uint64_t>());
+    };
+    auto used = bytes("memory_used");
+    auto total = bytes("memory_total");
+    std::string util = "-";
+    if (auto u = g.find("utilization"); u != g.end() && u->is_number())
+      util = number(u->get<double>(), 0) + "%";
+    rows.push_back({
+        str(g, "index"),
+        or_dash(str(g, "name")),
+        used == "-" && total == "-" ? "-" : used + "/" + total,
+        util,
+        or_dash(str(g, "run")),
     });
   }
-  return render_table(rows);
+  return render_table(rows) + source_line + "\n";
 }
 
 std::string render_show(const json& run) {
   auto res = run.value("resources", json::object());
   auto progress = run.value("progress", json::object());
-  std::string gpus;
-  for (auto& g : run.value("gpus", json::array()))
-    gpus += (gpus.empty() ? "" : ", ") + g.dump();
+  auto state = str(run, "state");
+  auto gpus = gpu_list(run, ", ");
+  if (!gpus.empty() && state == "paused")
+    gpus += " (kept while paused: their memory stays allocated)";
   std::vector<std::string> command;
   for (auto& a : run.value("command", json::array()))
     if (a.is_string())
@@ -308,7 +383,7 @@ std::string render_show(const json& run) {
   std::vector<std::vector<std::string>> fields{
       {"ID:", str(run, "id")},
       {"Experiment:", str(run, "experiment")},
-      {"State:", state_label(str(run, "state"))},
+      {"State:", state_label(state)},
       {"Reason:", or_dash(reason_text(run))},
       {"Message:", or_dash(str(run, "message"))},
       {"PID:", or_dash(str(run, "pid"))},
@@ -317,16 +392,26 @@ std::string render_show(const json& run) {
       {"Executor:", or_dash(str(run, "executor"))},
       {"GPUs:", gpus.empty() ? "none" : gpus},
       {"Attempt:", attempt},
-      {"Created:", or_dash(str(run, "created_at"))},
-      {"Started:", or_dash(str(run, "started_at"))},
-      {"Ended:", or_dash(str(run, "ended_at"))},
-      {"Active:", started ? format_duration(run.value("active_s", 0.0)) : "-"},
-      {"CWD:", or_dash(str(run, "cwd"))},
-      {"Command:", or_dash(shell_join(command))},
-      {"Resources:", or_dash(resources)},
-      {"Progress:", or_dash(progress_text)},
-      {"Metrics:", or_dash(metrics)},
   };
+  // Only while they mean something: a run is queued or waits to retry.
+  if (auto pos = str(run, "queue_position"); !pos.empty())
+    fields.push_back({"Queue:", "#" + pos});
+  if (auto retry = str(run, "retry_at"); !retry.empty())
+    fields.push_back({"Retry at:", retry});
+  fields.insert(
+      fields.end(),
+      {
+          {"Created:", or_dash(str(run, "created_at"))},
+          {"Started:", or_dash(str(run, "started_at"))},
+          {"Ended:", or_dash(str(run, "ended_at"))},
+          {"Active:",
+           started ? format_duration(run.value("active_s", 0.0)) : "-"},
+          {"CWD:", or_dash(str(run, "cwd"))},
+          {"Command:", or_dash(shell_join(command))},
+          {"Resources:", or_dash(resources)},
+          {"Progress:", or_dash(progress_text)},
+          {"Metrics:", or_dash(metrics)},
+      });
   // render_table pads the first column: no header row needed here.
   std::string out = render_table(fields);
 

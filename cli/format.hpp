@@ -41,8 +41,18 @@ std::string state_label(std::string_view state);
 /// "user (SIGTERM)", "queue #2", or "".
 std::string reason_text(const nlohmann::json& run);
 
-/// `corral ps`: one row per run of the API's {"runs": [...]} array.
+/// `corral ps`: one row per run of the API's {"runs": [...]} array, with a
+/// QUEUE column while any run is queued, and a legend line when a paused
+/// run holds GPUs.
 std::string render_ps(const nlohmann::json& runs);
+
+/// `corral gpus`: the table of GET /api/v1/gpus's answer and a line naming
+/// where the inventory comes from.
+std::string render_gpus(const nlohmann::json& answer);
+
+/// The legend `corral ps` prints under a paused run that holds GPUs.
+inline constexpr std::string_view paused_gpus_legend
+    = "⏸️ paused runs keep their GPUs (their memory stays allocated)";
 
 /// `corral show`: a run's fields and its process tree.
 std::string render_show(const nlohmann::json& run);

@@ -17,6 +17,10 @@ inline constexpr auto pause_timeout = 10s;
 /// How often a run looks at its tree for changes nobody announced
 /// (a SIGSTOP from a shell): "paused within a second" with margin.
 inline constexpr auto observe_interval = 250ms;
+/// How long a run that needs more GPUs than are free may be passed by
+/// smaller runs before devices are held back for it: long enough to keep
+/// the GPUs busy, short enough that a big job is not starved for hours.
+inline constexpr auto starvation_timeout = std::chrono::minutes{10};
 /// Large enough for any experiments file, small enough to refuse floods.
 inline constexpr std::size_t body_limit = 1 << 20;
 /// Idle and slow connections are closed after this long.

@@ -152,6 +152,23 @@ private:
 
 using responder_ptr = std::shared_ptr<responder>;
 
+/// One row of GET /api/v1/gpus; what the inventory does not know is null.
+json gpu_json(const gpu_report::row& row) {
+  auto or_null = [](const auto& opt) -> json {
+    return opt ? json(*opt) : json(nullptr);
+  };
+  auto text = [](const std::string& s) -> json {
+    return s.empty() ? json(nullptr) : json(s);
+  };
+  return {{"index", row.gpu.index},
+          {"uuid", text(row.gpu.uuid)},
+          {"name", text(row.gpu.name)},
+          {"memory_total", or_null(row.gpu.memory_total)},
+          {"memory_used", or_null(row.gpu.memory_used)},
+          {"utilization", or_null(row.gpu.utilization)},
+          {"run", or_null(row.run)}};
+}
+
 json summary_json(run_view v) {
   v.processes.reset(); // a summary is a run with processes: null
   return to_json(v);
@@ -347,7 +364,15 @@ check_origin(const http::request<http::string_body>& req,
 
 // -- routes ------------------------------------------------------------------
 
-enum class route_kind { none, healthz, experiments, runs, run, run_action };
+enum class route_kind {
+  none,
+  healthz,
+  experiments,
+  runs,
+  run,
+  run_action,
+  gpus
+};
 
 struct route {
   route_kind kind = route_kind::none;
@@ -364,6 +389,8 @@ route match(const std::vector<std::string>& s) {
     return {};
   if (s.size() == 3 && s[2] == "experiments")
     return {route_kind::experiments, {}, {}, {verb::post}};
+  if (s.size() == 3 && s[2] == "gpus")
+    return {route_kind::gpus, {}, {}, {verb::get}};
   if (s[2] != "runs")
     return {};
   if (s.size() == 3)
@@ -694,6 +721,18 @@ void dispatch(http::request<http::string_body>& req, api_backend& backend,
       if (auto err = check_params(t, {}))
         return r->error(*err);
       return handle_run_action(req, rt, backend, r);
+    case route_kind::gpus:
+      if (auto err = check_params(t, {}))
+        return r->error(*err);
+      return backend.gpus([r](result<gpu_report> res) {
+        if (!res)
+          return r->error(res.error());
+        json gpus = json::array();
+        for (auto& row : res->gpus)
+          gpus.push_back(gpu_json(row));
+        r->json_reply(http::status::ok,
+                      {{"gpus", std::move(gpus)}, {"source", res->source}});
+      });
     case route_kind::none:
       break;
   }

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
                    "auto: a cgroup per run when possible; off: signals only")
       ->check(CLI::IsMember({"auto", "off"}));
   serve->add_option("--gpus", flags.gpus,
-                    "GPU inventory (N or a list); not supported yet");
+                    "GPU inventory: a count (4) or indices (0,2,3); "
+                    "overrides NVML");
   serve->add_flag("--no-auth", flags.no_auth,
                   "Serve the API without a token (loopback only)");
   serve->callback([&] { exit_code = corral::serve(flags); });

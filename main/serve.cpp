@@ -20,6 +20,7 @@
 #include "gateway/server.hpp"
 #include "services/cgroup.hpp"
 #include "services/daemon_config.hpp"
+#include "services/gpu_inventory.hpp"
 #include "services/proc.hpp"
 #include "services/unique_fd.hpp"
 
@@ -75,8 +76,12 @@ daemon_config load_config(const serve_flags& flags) {
     cfg.cgroup = *flags.cgroup;
   if (flags.no_auth)
     cfg.no_auth = true;
-  if (flags.gpus)
-    throw startup_error("--gpus is not supported by this version of corral");
+  if (flags.gpus) {
+    auto list = parse_gpu_list(*flags.gpus);
+    if (!list)
+      throw startup_error("--gpus: " + list.error().message);
+    cfg.gpus = *list;
+  }
   cfg.state_dir = fs::absolute(cfg.state_dir).lexically_normal().string();
   return cfg;
 }
@@ -173,6 +178,24 @@ std::map<std::string, std::string> environment_map() {
   return env;
 }
 
+// A configured inventory wins over NVML: it is how a user keeps Corral to
+// some of the GPUs, and how scheduling works without a driver.
+std::unique_ptr<gpu_inventory> load_inventory(const daemon_config& cfg) {
+  if (cfg.gpus) {
+    spdlog::info("registry uses the configured GPUs ({} device(s))",
+                 cfg.gpus->size());
+    return make_configured_inventory(*cfg.gpus);
+  }
+  std::string why;
+  if (auto nvml = load_nvml_inventory(why)) {
+    spdlog::info("registry found {} GPU(s) through NVML",
+                 nvml->devices().size());
+    return nvml;
+  }
+  spdlog::info("registry runs without GPUs: {}", why);
+  return make_configured_inventory({});
+}
+
 void raise_fd_limit() {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
@@ -219,6 +242,10 @@ int serve(const serve_flags& flags) {
     opts.exec.cgroup_parent = cgroup_parent(cfg, opts.exec.cgroup_mount);
     opts.pause_timeout = cfg.pause_timeout;
     opts.threads = defaults::actor_threads;
+    auto inventory = load_inventory(cfg);
+    opts.inventory = inventory.get();
+    opts.max_concurrent = cfg.max_concurrent;
+    opts.starvation_timeout = cfg.starvation_timeout;
     daemon_runtime runtime{opts};
 
     gateway::router_config rc;

@@ -2,6 +2,7 @@
 /// What the HTTP router needs from the daemon, in plain C++: the gateway
 /// stays free of CAF, and the router is unit-tested against a fake.
 
+#include "services/gpu_inventory.hpp"
 #include "services/result.hpp"
 #include "services/run_spec.hpp"
 #include "services/run_view.hpp"
@@ -22,6 +23,16 @@ struct stop_request {
   std::optional<millis> grace; // overrides the spec's stop.grace
   bool force = false;
   bool wait = false; // answer only once the run has ended
+};
+
+/// The node's GPUs and which run holds each (GET /api/v1/gpus).
+struct gpu_report {
+  std::string source; // "nvml" or "config"
+  struct row {
+    gpu_info gpu;
+    std::optional<std::string> run; // the run holding it
+  };
+  std::vector<row> gpus;
 };
 
 /// Every call answers exactly once through its callback, possibly from
@@ -48,6 +59,8 @@ public:
   virtual void stop(std::string id, stop_request req, reply<run_view> done) = 0;
   /// Forgets an ended run.
   virtual void remove(std::string id, reply<ok_t> done) = 0;
+  /// The GPU inventory with each device's holder.
+  virtual void gpus(reply<gpu_report> done) = 0;
 };
 
 } // namespace corral

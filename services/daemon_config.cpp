@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "config/defaults.hpp"
+#include "services/gpu_inventory.hpp"
 #include "services/units.hpp"
 
 namespace corral {
@@ -14,6 +15,7 @@ daemon_config default_daemon_config() {
   daemon_config cfg;
   cfg.listen = std::string{defaults::listen};
   cfg.pause_timeout = defaults::pause_timeout;
+  cfg.starvation_timeout = defaults::starvation_timeout;
   if (auto* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg)
     cfg.state_dir = std::string{xdg} + "/corral";
   else if (auto* home = std::getenv("HOME"); home && *home)
@@ -108,9 +110,36 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
                                 "cannot re-adopt runs after a restart, so it "
                                 "stops them when it exits");
       cfg.stop_runs_on_exit = true;
-    } else if (key == "gpus" || key == "max_concurrent"
-               || key == "starvation_timeout" || key == "log_rotate"
-               || key == "executor" || key == "slurm") {
+    } else if (key == "gpus") {
+      std::string text;
+      if (node.IsSequence()) {
+        for (auto item : node)
+          text += (text.empty() ? "" : ",")
+                  + (item.IsScalar() ? item.Scalar() : std::string{"?"});
+        if (text.empty())
+          text = "0";
+      } else if (node.IsScalar()) {
+        text = node.Scalar();
+      }
+      auto list = parse_gpu_list(text);
+      if (!list)
+        return make_error(ec::invalid_spec, at + ": " + list.error().message);
+      cfg.gpus = *list;
+    } else if (key == "max_concurrent") {
+      int n = 0;
+      if (!node.IsScalar() || !YAML::convert<int>::decode(node, n) || n < 1)
+        return make_error(ec::invalid_spec,
+                          at + ": expected a whole number of at least 1");
+      cfg.max_concurrent = n;
+    } else if (key == "starvation_timeout") {
+      auto v = scalar();
+      if (!v)
+        return v.error();
+      auto d = parse_duration(*v);
+      if (!d)
+        return make_error(ec::invalid_spec, at + ": " + d.error().message);
+      cfg.starvation_timeout = *d;
+    } else if (key == "log_rotate" || key == "executor" || key == "slurm") {
       return make_error(ec::invalid_spec,
                         at + ": '" + key
                             + "' is not supported by this version of corral");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace corral {
 
@@ -21,6 +22,11 @@ struct daemon_config {
   /// the signals fallback; "off": always the signals fallback.
   std::string cgroup = "auto";
   bool stop_runs_on_exit = true;
+  /// The configured GPU inventory; nullopt: ask NVML.
+  std::optional<std::vector<int>> gpus;
+  /// Active runs at once across all experiments; nullopt: unlimited.
+  std::optional<int> max_concurrent;
+  millis starvation_timeout{0};
 };
 
 /// Defaults, with the state dir from $XDG_STATE_HOME or ~/.local/state.

@@ -63,12 +63,22 @@ std::optional<shim_report> parse_shim_report(const std::string& line) {
 }
 
 std::map<std::string, std::string> run_environment(const run_spec& spec,
-                                                   const std::string& run_id) {
+                                                   const std::string& run_id,
+                                                   const std::vector<int>& gpus) {
   auto env = spec.base_env;
   for (auto& [k, v] : spec.env)
     env[k] = v;
   // gpus: 0 hides every device, so a run cannot touch one by accident.
-  env["CUDA_VISIBLE_DEVICES"] = "";
+  std::string visible;
+  for (auto g : gpus)
+    visible += (visible.empty() ? "" : ",") + std::to_string(g);
+  env["CUDA_VISIBLE_DEVICES"] = visible;
+  if (!gpus.empty()) {
+    env["NVIDIA_VISIBLE_DEVICES"] = visible;
+    // CUDA numbers devices fastest first unless told otherwise; NVML (and
+    // so the scheduler) numbers them by PCI bus.
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
+  }
   env["CORRAL_RUN_ID"] = run_id;
   env.try_emplace("PYTHONUNBUFFERED", "1");
   return env;
@@ -76,7 +86,7 @@ std::map<std::string, std::string> run_environment(const run_spec& spec,
 
 result<std::unique_ptr<local_executor>>
 local_executor::launch(const executor_config& cfg, const std::string& run_id,
-                       const run_spec& spec) {
+                       const run_spec& spec, const std::vector<int>& gpus) {
   std::unique_ptr<local_executor> self{new local_executor};
   self->run_id_ = run_id;
   self->run_dir_ = cfg.runs_dir + "/" + run_id;
@@ -133,7 +143,7 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   argv.push_back(nullptr);
 
   std::vector<std::string> env_strings;
-  for (auto& [k, v] : run_environment(spec, run_id))
+  for (auto& [k, v] : run_environment(spec, run_id, gpus))
     env_strings.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& e : env_strings)

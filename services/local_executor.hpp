@@ -41,15 +41,18 @@ std::optional<shim_report> parse_shim_report(const std::string& line);
 
 /// The environment a run gets: base, then the experiment's env, then
 /// Corral's own variables (DESIGN.md, "Environment of a run").
+/// `gpus` are the NVML indices the scheduler placed the run on.
 std::map<std::string, std::string> run_environment(const run_spec& spec,
-                                                   const std::string& run_id);
+                                                   const std::string& run_id,
+                                                   const std::vector<int>& gpus);
 
 class local_executor {
 public:
-  /// Spawns the shim for a run whose placeholders are expanded.
+  /// Spawns the shim for a run whose placeholders are expanded, on the
+  /// given GPUs.
   static result<std::unique_ptr<local_executor>>
   launch(const executor_config& cfg, const std::string& run_id,
-         const run_spec& spec);
+         const run_spec& spec, const std::vector<int>& gpus = {});
   ~local_executor();
 
   /// "cgroup-v2" or "signals".

@@ -2,6 +2,8 @@
 
 #include "services/pidfd.hpp"
 
+#include <algorithm>
+
 namespace corral {
 
 namespace {
@@ -42,7 +44,8 @@ run_ending classify_ending(const exit_facts& facts,
                            const std::optional<std::string>& stop_reason) {
   run_ending out;
   if (!facts.recorded) {
-    out.state = stop_reason ? run_state::stopped : run_state::failed;
+    out.state = stop_reason && *stop_reason != "timeout" ? run_state::stopped
+                                                         : run_state::failed;
     out.reason = stop_reason ? *stop_reason : "lost";
     out.message = "the run's shim exited without recording how the run ended";
     return out;
@@ -62,6 +65,12 @@ run_ending classify_ending(const exit_facts& facts,
     out.signal = signal_name(facts.code);
   else
     out.exit_code = facts.code;
+  if (stop_reason == "timeout") {
+    out.state = run_state::failed;
+    out.reason = "timeout";
+    out.message = "exceeded max_runtime and was stopped; " + how;
+    return out;
+  }
   if (stop_reason) {
     out.state = run_state::stopped;
     out.reason = *stop_reason;
@@ -87,26 +96,38 @@ run_ending classify_ending(const exit_facts& facts,
 namespace corral {
 
 status check_supported(const run_spec& spec) {
-  auto refuse = [&](const std::string& key, const std::string& why) {
-    return make_error(ec::invalid_spec, "experiment " + spec.experiment + ": "
-                                            + key + " is not supported yet ("
-                                            + why + ")");
-  };
-  if (spec.gpus > 0)
-    return refuse("gpus: " + std::to_string(spec.gpus),
-                  "GPU placement comes with the scheduler; runs get "
-                  "CUDA_VISIBLE_DEVICES=\"\" until then");
   if (spec.cpus || spec.memory_bytes)
-    return refuse(spec.cpus ? "cpus" : "memory",
-                  "placement comes with the scheduler");
-  if (spec.max_concurrent)
-    return refuse("max_concurrent", "it comes with the scheduler");
-  if (spec.max_runtime)
-    return refuse("max_runtime", "it comes with the scheduler");
-  if (spec.restart.policy != restart_policy::never)
-    return refuse("restart.policy", "restart policies come with the "
-                                    "scheduler; only 'never' works now");
+    return make_error(ec::invalid_spec,
+                      "experiment " + spec.experiment + ": "
+                        + (spec.cpus ? "cpus" : "memory")
+                        + " is not supported yet (CPU and memory placement "
+                          "is not implemented; GPUs are)");
   return ok;
+}
+
+} // namespace corral
+
+namespace corral {
+
+bool should_restart(const restart_spec& policy, const run_ending& ending,
+                    int restarts_done) {
+  if (restarts_done >= policy.max || ending.state == run_state::stopped
+      || ending.reason == "exec_error")
+    return false;
+  switch (policy.policy) {
+    case restart_policy::never: return false;
+    case restart_policy::on_failure: return ending.state == run_state::failed;
+    case restart_policy::always: return true;
+  }
+  return false;
+}
+
+millis restart_backoff(const restart_spec& policy, int restarts_done) {
+  // Capped so a long series cannot overflow; a day is already absurd.
+  auto wait = policy.backoff;
+  for (int i = 0; i < restarts_done && wait < std::chrono::hours{24}; ++i)
+    wait *= 2;
+  return std::min<millis>(wait, std::chrono::hours{24});
 }
 
 } // namespace corral

@@ -39,8 +39,9 @@ struct run_ending {
   std::optional<std::string> signal;
 };
 
-/// Classifies a run's end. `stop_reason` is set when Corral was asked to
-/// stop the run ("user", "daemon_exit"): then any end is `stopped`.
+/// Classifies a run's end. `stop_reason` is set when Corral stopped the
+/// run: "user" and "daemon_exit" end `stopped`, "timeout" (max_runtime)
+/// ends `failed` with reason timeout.
 run_ending classify_ending(const exit_facts& facts,
                            const std::optional<std::string>& stop_reason);
 
@@ -48,9 +49,24 @@ run_ending classify_ending(const exit_facts& facts,
 
 namespace corral {
 
-/// Refuses what a spec may say but this version cannot honour yet (GPU
-/// placement, concurrency limits, runtime limits, restart policies), so
-/// nothing a user asks for is silently ignored. ec::invalid_spec.
+/// Refuses what a spec may say but this version cannot honour yet (CPU and
+/// memory placement), so nothing a user asks for is silently ignored.
+/// ec::invalid_spec.
 status check_supported(const run_spec& spec);
+
+} // namespace corral
+
+namespace corral {
+
+/// Whether a run that ended so is started again by its restart policy,
+/// after `restarts_done` restarts already. A user's stop (or the daemon's
+/// exit) is never restarted; an exec error is not either, since the same
+/// command cannot start the next time.
+bool should_restart(const restart_spec& policy, const run_ending& ending,
+                    int restarts_done);
+
+/// The wait before restart number restarts_done + 1: backoff, doubling
+/// each time.
+millis restart_backoff(const restart_spec& policy, int restarts_done);
 
 } // namespace corral

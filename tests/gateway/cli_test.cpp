@@ -251,9 +251,133 @@ TEST_CASE("ps shows one aligned row per run", "[cli][format]") {
   CHECK(lines[1].find("3m05s") != std::string::npos);
   CHECK(lines[2].find("1h02m") != std::string::npos);
   CHECK(lines[3].find("user (SIGTERM)") != std::string::npos);
-  CHECK(lines[4].find("queue #1") != std::string::npos);
+  // A queued run's place is in the QUEUE column, not repeated as a reason.
+  CHECK(column_of(lines[0], "QUEUE") == column_of(lines[4], "#1"));
+  CHECK(lines[4].find("queue #1") == std::string::npos);
   CHECK(column_of(lines[0], "REASON/EXIT")
         == column_of(lines[3], "user (SIGTERM)"));
+  // No run holds a GPU: a dash, and no legend.
+  CHECK(column_of(lines[0], "GPUS") == column_of(lines[1], "-  "));
+}
+
+TEST_CASE("ps shows GPUs, paused runs' too, with a legend", "[cli][format]") {
+  json runs = {run_json("ppo-1", "running", {{"gpus", {0, 1}}}),
+               run_json("ppo-2", "paused", {{"gpus", {2}}}),
+               run_json("cpu-1", "running", {{"gpus", json::array()}})};
+  auto text = render_ps(runs);
+  INFO(text);
+  auto lines = lines_of(text);
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0]
+        == "STATE       ID     EXPERIMENT  GPUS  PID   PROCS  UPTIME  "
+           "REASON/EXIT");
+  CHECK(lines[1]
+        == "🟢 running  ppo-1  ppo         0,1   4242  3      3m05s");
+  CHECK(lines[2]
+        == "⏸️ paused   ppo-2  ppo         2     4242  3      3m05s");
+  CHECK(lines[3]
+        == "🟢 running  cpu-1  ppo         -     4242  3      3m05s");
+  CHECK(lines[4] == paused_gpus_legend);
+
+  // Without a queued run there is no QUEUE column; with one, there is.
+  CHECK(lines[0].find("QUEUE") == std::string::npos);
+  runs.push_back(run_json("big-1", "queued",
+                          {{"started_at", nullptr},
+                           {"pid", nullptr},
+                           {"process_count", 0},
+                           {"queue_position", 3}}));
+  runs.push_back(run_json("flaky-1", "queued",
+                          {{"started_at", nullptr},
+                           {"pid", nullptr},
+                           {"process_count", 0},
+                           {"attempt", 2},
+                           {"retry_at", "2026-11-28T15:14:00.000Z"}}));
+  lines = lines_of(render_ps(runs));
+  REQUIRE(lines.size() == 7);
+  CHECK(lines[0]
+        == "STATE       ID       EXPERIMENT  GPUS  PID   PROCS  UPTIME  QUEUE  "
+           "REASON/EXIT");
+  CHECK(lines[1]
+        == "🟢 running  ppo-1    ppo         0,1   4242  3      3m05s   -");
+  CHECK(lines[4]
+        == "⏳ queued   big-1    ppo         -     -     0      -       #3");
+  CHECK(lines[5]
+        == "⏳ queued   flaky-1  ppo         -     -     0      -       -      "
+           "retry at 2026-11-28T15:14:00.000Z");
+  CHECK(lines[6] == paused_gpus_legend);
+
+  // A paused run without GPUs needs no legend.
+  lines = lines_of(render_ps(json{run_json("p", "paused")}));
+  CHECK(lines.size() == 2);
+}
+
+TEST_CASE("gpus shows memory, utilization and holders", "[cli][format]") {
+  json answer = {{"source", "nvml"},
+                 {"gpus",
+                  {{{"index", 0},
+                    {"uuid", "GPU-0"},
+                    {"name", "NVIDIA H100 80GB HBM3"},
+                    {"memory_total", std::uint64_t{80} << 30},
+                    {"memory_used", std::uint64_t{12} << 30},
+                    {"utilization", 97.0},
+                    {"run", "ppo-1"}},
+                   {{"index", 1},
+                    {"uuid", "GPU-1"},
+                    {"name", "NVIDIA H100 80GB HBM3"},
+                    {"memory_total", std::uint64_t{80} << 30},
+                    {"memory_used", 0},
+                    {"utilization", nullptr},
+                    {"run", nullptr}}}}};
+  CHECK(render_gpus(answer)
+        == "INDEX  NAME                   MEMORY       UTIL  RUN\n"
+           "0      NVIDIA H100 80GB HBM3  12.0G/80.0G  97%   ppo-1\n"
+           "1      NVIDIA H100 80GB HBM3  0B/80.0G     -     -\n"
+           "source: NVML\n");
+
+  json configured = {{"source", "config"},
+                     {"gpus",
+                      {{{"index", 0},
+                        {"uuid", nullptr},
+                        {"name", nullptr},
+                        {"memory_total", nullptr},
+                        {"memory_used", nullptr},
+                        {"utilization", nullptr},
+                        {"run", "a"}},
+                       {{"index", 2},
+                        {"uuid", nullptr},
+                        {"name", nullptr},
+                        {"memory_total", nullptr},
+                        {"memory_used", nullptr},
+                        {"utilization", nullptr},
+                        {"run", nullptr}}}}};
+  CHECK(render_gpus(configured)
+        == "INDEX  NAME  MEMORY  UTIL  RUN\n"
+           "0      -     -       -     a\n"
+           "2      -     -       -     -\n"
+           "source: configuration (--gpus or gpus:); memory and utilization "
+           "need NVML\n");
+  CHECK(render_gpus({{"source", "config"}, {"gpus", json::array()}})
+        == "no GPUs\nsource: configuration (--gpus or gpus:); memory and "
+           "utilization need NVML\n");
+}
+
+TEST_CASE("show tells queue position and retry time when set",
+          "[cli][format]") {
+  auto text = render_show(run_json("flaky-1", "queued",
+                                   {{"attempt", 2},
+                                    {"queue_position", 4},
+                                    {"retry_at", "2026-11-28T15:14:00.000Z"}}));
+  INFO(text);
+  CHECK(text.find("Queue:") != std::string::npos);
+  CHECK(text.find("#4") != std::string::npos);
+  CHECK(text.find("Retry at:    2026-11-28T15:14:00.000Z")
+        != std::string::npos);
+  CHECK(text.find("Attempt:     2") != std::string::npos);
+  CHECK(text.find("GPUs:        none") != std::string::npos);
+
+  text = render_show(run_json("ppo-1", "running", {{"attempt", 1}}));
+  CHECK(text.find("Queue:") == std::string::npos);
+  CHECK(text.find("Retry at:") == std::string::npos);
 }
 
 TEST_CASE("show lists the fields and the process tree", "[cli][format]") {
@@ -356,9 +480,11 @@ TEST_CASE("corral ps and show talk to the server", "[cli][verbs]") {
   INFO(r.err);
   REQUIRE(r.code == 0);
   auto lines = lines_of(r.out);
-  REQUIRE(lines.size() == 4);
+  REQUIRE(lines.size() == 5); // three runs and the paused-GPUs legend
   CHECK(lines[1].starts_with("🟢 running"));
   CHECK(lines[1].find("ppo-1") != std::string::npos);
+  CHECK(column_of(lines[0], "GPUS") == column_of(lines[1], "0,1"));
+  CHECK(lines[4] == paused_gpus_legend);
 
   r = d.run({"ps", "--state", "paused,stopped", "--experiment", "sac"});
   REQUIRE(r.code == 0);
@@ -378,6 +504,30 @@ TEST_CASE("corral ps and show talk to the server", "[cli][verbs]") {
   r = d.run({"show", "nope"});
   CHECK(r.code == 1);
   CHECK(r.err == "corral: show nope: no run named 'nope'\n");
+}
+
+TEST_CASE("corral gpus talks to the server", "[cli][verbs]") {
+  live_daemon d;
+  auto r = d.run({"gpus"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  auto lines = lines_of(r.out);
+  REQUIRE(lines.size() == 6);
+  CHECK(lines[0].starts_with("INDEX  NAME"));
+  CHECK(lines[3].find("ppo-2") != std::string::npos);
+  CHECK(lines[4] == "3      -                      -            -     -");
+  CHECK(lines[5] == "source: NVML");
+
+  r = d.run({"gpus", "--json"});
+  REQUIRE(r.code == 0);
+  auto body = json::parse(r.out);
+  CHECK(body["source"] == "nvml");
+  CHECK(body["gpus"].size() == 4);
+
+  d.backend.fail_with = make_error(ec::unavailable, "daemon shutting down");
+  r = d.run({"gpus"});
+  CHECK(r.code == 1);
+  CHECK(r.err == "corral: gpus: daemon shutting down\n");
 }
 
 TEST_CASE("corral pause goes on after a refusal", "[cli][verbs]") {

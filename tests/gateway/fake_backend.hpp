@@ -33,11 +33,41 @@ inline run_view make_run(std::string id, run_state state,
   return v;
 }
 
+inline run_view with_gpus(run_view v, std::vector<int> gpus) {
+  v.gpus = std::move(gpus);
+  return v;
+}
+
+/// Two NVML-like GPUs held by ppo-1, the third by paused ppo-2, the fourth
+/// known only by its index and free.
+inline gpu_report make_gpu_report() {
+  gpu_report r;
+  r.source = "nvml";
+  auto nvml_gpu = [](int index, std::uint64_t used, double util) {
+    gpu_info g;
+    g.index = index;
+    g.uuid = "GPU-" + std::to_string(index);
+    g.name = "NVIDIA H100 80GB HBM3";
+    g.memory_total = std::uint64_t{80} << 30;
+    g.memory_used = used;
+    g.utilization = util;
+    return g;
+  };
+  r.gpus = {{nvml_gpu(0, std::uint64_t{12} << 30, 97), "ppo-1"},
+            {nvml_gpu(1, std::uint64_t{11} << 30, 95), "ppo-1"},
+            {nvml_gpu(2, std::uint64_t{20} << 30, 0), "ppo-2"},
+            {gpu_info{3, "", "", {}, {}, {}}, std::nullopt}};
+  return r;
+}
+
 class fake_backend : public api_backend {
 public:
-  std::vector<run_view> runs{make_run("ppo-1", run_state::running),
-                             make_run("ppo-2", run_state::paused),
-                             make_run("sac-1", run_state::stopped, "sac")};
+  std::vector<run_view> runs{
+      with_gpus(make_run("ppo-1", run_state::running), {0, 1}),
+      with_gpus(make_run("ppo-2", run_state::paused), {2}),
+      make_run("sac-1", run_state::stopped, "sac")};
+  /// What gpus() answers.
+  gpu_report gpu_state = make_gpu_report();
   /// When set, every call fails with it.
   std::optional<error> fail_with;
   /// Keep the answer in `pending` instead of answering.
@@ -143,6 +173,11 @@ public:
     if (!r)
       return answer(std::move(done), result<ok_t>(r.error()));
     answer(std::move(done), result<ok_t>(ok));
+  }
+
+  void gpus(reply<gpu_report> done) override {
+    record("gpus");
+    answer(std::move(done), result<gpu_report>(gpu_state));
   }
 
   std::size_t pending_count() {

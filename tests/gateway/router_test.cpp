@@ -588,3 +588,57 @@ TEST_CASE("error_response has the API's error shape", "[router]") {
   REQUIRE(res[http::field::content_length]
           == std::to_string(res.body().size()));
 }
+
+TEST_CASE("GET /api/v1/gpus lists the devices and their holders",
+          "[router][gpus]") {
+  fake_backend aut;
+  auto res = answer(aut, make(http::verb::get, "/api/v1/gpus"));
+  INFO(res.body());
+  REQUIRE(res.result() == http::status::ok);
+  auto body = body_of(res);
+  CHECK(body["source"] == "nvml");
+  auto gpus = body["gpus"];
+  REQUIRE(gpus.size() == 4);
+  CHECK(gpus[0]
+        == json{{"index", 0},
+                {"uuid", "GPU-0"},
+                {"name", "NVIDIA H100 80GB HBM3"},
+                {"memory_total", std::uint64_t{80} << 30},
+                {"memory_used", std::uint64_t{12} << 30},
+                {"utilization", 97.0},
+                {"run", "ppo-1"}});
+  // What a configured inventory cannot know is null, never omitted.
+  CHECK(gpus[3]
+        == json{{"index", 3},
+                {"uuid", nullptr},
+                {"name", nullptr},
+                {"memory_total", nullptr},
+                {"memory_used", nullptr},
+                {"utilization", nullptr},
+                {"run", nullptr}});
+  CHECK(aut.recorded() == std::vector<std::string>{"gpus"});
+
+  aut.gpu_state = {"config", {}};
+  body = body_of(answer(aut, make(http::verb::get, "/api/v1/gpus")));
+  CHECK(body == json{{"gpus", json::array()}, {"source", "config"}});
+}
+
+TEST_CASE("/api/v1/gpus: auth, methods, parameters, errors", "[router][gpus]") {
+  fake_backend aut;
+  auto req = make(http::verb::get, "/api/v1/gpus");
+  req.erase(http::field::authorization);
+  require_error(answer(aut, req), 401, "unauthorized");
+
+  auto res = answer(aut, make(http::verb::post, "/api/v1/gpus"));
+  require_error(res, 405, "method_not_allowed", "POST");
+  CHECK(res[http::field::allow] == "GET");
+  require_error(answer(aut, make(http::verb::get, "/api/v1/gpus?all=1")), 400,
+                "bad_request", "unknown query parameter 'all'");
+  require_error(answer(aut, make(http::verb::get, "/api/v1/gpus/0")), 404,
+                "not_found");
+  CHECK(aut.recorded().empty());
+
+  aut.fail_with = make_error(ec::unavailable, "daemon shutting down");
+  require_error(answer(aut, make(http::verb::get, "/api/v1/gpus")), 503,
+                "unavailable", "daemon shutting down");
+}

@@ -17,6 +17,17 @@ TEST_CASE("a config file lays its keys over the defaults") {
   CHECK(aut.no_auth);
   CHECK(aut.cgroup == "off");
   CHECK(aut.state_dir == "/srv/c");
+  CHECK_FALSE(aut.gpus);
+  CHECK(aut.starvation_timeout == std::chrono::minutes{10});
+  REQUIRE(apply_config_file(aut,
+                            "gpus: [0, 2, 3]\nmax_concurrent: 5\n"
+                            "starvation_timeout: 30s\n",
+                            "corral.yaml"));
+  CHECK(aut.gpus == std::vector<int>{0, 2, 3});
+  CHECK(aut.max_concurrent == 5);
+  CHECK(aut.starvation_timeout == std::chrono::seconds{30});
+  REQUIRE(apply_config_file(aut, "gpus: 2\n", "corral.yaml"));
+  CHECK(aut.gpus == std::vector<int>{0, 1});
 }
 
 TEST_CASE("config errors name the file, key, line and column") {
@@ -37,9 +48,15 @@ TEST_CASE("config errors name the file, key, line and column") {
   CHECK(r.error().code == ec::bad_request);
   CHECK(r.error().message.find("c.yaml: YAML syntax error at line") == 0);
 
-  r = apply_config_file(aut, "gpus: 4\n", "c.yaml");
+  r = apply_config_file(aut, "log_rotate: {size: 1M}\n", "c.yaml");
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("not supported") != std::string::npos);
+
+  r = apply_config_file(aut, "gpus: [0, x]\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("c.yaml: gpus (line 1, column 7)") == 0);
+  r = apply_config_file(aut, "max_concurrent: 0\n", "c.yaml");
+  REQUIRE_FALSE(r);
 
   r = apply_config_file(aut, "stop_runs_on_exit: false\n", "c.yaml");
   REQUIRE_FALSE(r);

@@ -79,14 +79,51 @@ TEST_CASE("an exec error fails with its message and no record means lost") {
 TEST_CASE("what this version cannot honour is refused, naming the key") {
   run_spec spec;
   spec.experiment = "ppo";
-  CHECK(check_supported(spec));
   spec.gpus = 2;
+  spec.restart.policy = restart_policy::on_failure;
+  spec.max_runtime = std::chrono::hours{1};
+  CHECK(check_supported(spec));
+  spec.cpus = 4;
   auto r = check_supported(spec);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ec::invalid_spec);
-  CHECK(r.error().message.find("experiment ppo: gpus: 2 is not supported yet")
+  CHECK(r.error().message.find("experiment ppo: cpus is not supported yet")
         == 0);
-  spec.gpus = 0;
-  spec.restart.policy = restart_policy::on_failure;
-  CHECK_FALSE(check_supported(spec));
+}
+
+TEST_CASE("a run stopped for exceeding max_runtime fails with reason timeout") {
+  exit_facts term{true, false, true, 15, ""};
+  auto e = classify_ending(term, std::string{"timeout"});
+  CHECK(e.state == run_state::failed);
+  CHECK(e.reason == "timeout");
+  CHECK(e.signal == "SIGTERM");
+  CHECK(e.message.find("max_runtime") != std::string::npos);
+}
+
+TEST_CASE("restart policies restart what they cover, up to max") {
+  restart_spec on_failure{restart_policy::on_failure, 2,
+                          std::chrono::seconds{10}};
+  run_ending failed{run_state::failed, "exit", "", 1, std::nullopt};
+  run_ending finished{run_state::finished, "exit", "", 0, std::nullopt};
+  run_ending stopped{run_state::stopped, "user", "", 0, std::nullopt};
+  run_ending exec{run_state::failed, "exec_error", "", 127, std::nullopt};
+  CHECK(should_restart(on_failure, failed, 0));
+  CHECK(should_restart(on_failure, failed, 1));
+  CHECK_FALSE(should_restart(on_failure, failed, 2));
+  CHECK_FALSE(should_restart(on_failure, finished, 0));
+  CHECK_FALSE(should_restart(on_failure, stopped, 0));
+  CHECK_FALSE(should_restart(on_failure, exec, 0));
+  restart_spec always{restart_policy::always, 3, std::chrono::seconds{1}};
+  CHECK(should_restart(always, finished, 0));
+  CHECK(should_restart(always, failed, 2));
+  CHECK_FALSE(should_restart(always, stopped, 0));
+  CHECK_FALSE(should_restart(restart_spec{}, failed, 0));
+}
+
+TEST_CASE("the restart backoff doubles each time") {
+  restart_spec r{restart_policy::on_failure, 5, std::chrono::seconds{10}};
+  CHECK(restart_backoff(r, 0) == std::chrono::seconds{10});
+  CHECK(restart_backoff(r, 1) == std::chrono::seconds{20});
+  CHECK(restart_backoff(r, 3) == std::chrono::seconds{80});
+  CHECK(restart_backoff(r, 100) == std::chrono::hours{24});
 }

@@ -1,0 +1,324 @@
+// GPU placement, queueing, restart policies and runtime limits through the
+// real daemon, with a configured inventory (no driver needed).
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/checks.hpp"
+
+using namespace corral::test;
+
+namespace {
+
+nlohmann::json get_run(test_daemon& d, const std::string& id) {
+  return d.call("GET", "/api/v1/runs/" + id).body;
+}
+
+bool all_ended(test_daemon& d) {
+  auto runs = d.call("GET", "/api/v1/runs").body["runs"];
+  for (auto& r : runs) {
+    auto s = r["state"];
+    if (s != "finished" && s != "failed" && s != "stopped")
+      return false;
+  }
+  return true;
+}
+
+// What a run recorded about itself: the devices it saw and when it held them.
+struct usage {
+  std::string id;
+  std::vector<int> gpus;
+  long long start_ns = 0;
+  long long end_ns = 0;
+};
+
+usage read_usage(const std::string& path) {
+  usage u;
+  std::ifstream in{path};
+  std::string visible;
+  in >> u.id >> visible >> u.start_ns >> u.end_ns;
+  std::stringstream list{visible};
+  std::string item;
+  while (std::getline(list, item, ','))
+    if (!item.empty() && item != "-")
+      u.gpus.push_back(std::stoi(item));
+  return u;
+}
+
+} // namespace
+
+TEST_CASE("12 runs on 4 GPUs never share a device, follow priority and all "
+          "complete",
+          "[integration]") {
+  test_daemon d{{"--gpus", "4"}};
+  temp_dir out;
+  // Each run writes: id, CUDA_VISIBLE_DEVICES as it sees it, start and end.
+  auto script = "s=$(date +%s%N); sleep 0.4; e=$(date +%s%N); echo "
+                "\"$CORRAL_RUN_ID ${CUDA_VISIBLE_DEVICES:--} $s $e\" > "
+                + out.path() + "/$CORRAL_RUN_ID";
+  std::string yaml = "experiments:\n";
+  for (int i = 0; i < 12; ++i) {
+    nlohmann::json cmd = {"/bin/sh", "-c", script};
+    yaml += "  - name: job" + std::to_string(i) + "\n    command: " + cmd.dump()
+            + "\n    gpus: " + std::to_string(i % 3 == 0 ? 2 : 1) + "\n";
+    if (i == 11)
+      yaml += "    priority: 10\n";
+  }
+  auto r = d.submit(yaml);
+  REQUIRE(r.status == 201);
+  // Right after submission: 4 GPUs' worth started, the rest queued with
+  // positions 1..N; the priority run, submitted last, is in the first wave.
+  auto runs = d.call("GET", "/api/v1/runs").body["runs"];
+  std::vector<int> positions;
+  for (auto& run : runs)
+    if (run["state"] == "queued")
+      positions.push_back(run["queue_position"].get<int>());
+  std::sort(positions.begin(), positions.end());
+  REQUIRE_FALSE(positions.empty());
+  for (std::size_t i = 0; i < positions.size(); ++i)
+    CHECK(positions[i] == static_cast<int>(i + 1));
+  CHECK(get_run(d, "job11")["state"] != "queued");
+  CHECK(get_run(d, "job11")["queue_position"].is_null());
+
+  REQUIRE(wait_until([&] { return all_ended(d); }, 60s));
+  std::vector<usage> uses;
+  for (int i = 0; i < 12; ++i) {
+    auto id = "job" + std::to_string(i);
+    auto run = get_run(d, id);
+    CHECK(run["state"] == "finished");
+    auto u = read_usage(out / id);
+    CHECK(u.id == id);
+    CHECK(u.gpus.size() == static_cast<std::size_t>(i % 3 == 0 ? 2 : 1));
+    // The run object names the devices the trainer saw.
+    CHECK(run["gpus"].get<std::vector<int>>() == u.gpus);
+    for (auto g : u.gpus) {
+      CHECK(g >= 0);
+      CHECK(g < 4);
+    }
+    uses.push_back(u);
+  }
+  for (std::size_t a = 0; a < uses.size(); ++a)
+    for (std::size_t b = a + 1; b < uses.size(); ++b) {
+      bool overlap = uses[a].start_ns < uses[b].end_ns
+                     && uses[b].start_ns < uses[a].end_ns;
+      if (!overlap)
+        continue;
+      for (auto g : uses[a].gpus)
+        for (auto h : uses[b].gpus)
+          CHECK_FALSE(g == h);
+    }
+  // The priority run started before every run that had to wait.
+  auto first = read_usage(out / "job11").start_ns;
+  int later = 0;
+  for (auto& u : uses)
+    later += u.start_ns > first;
+  CHECK(later >= static_cast<int>(positions.size()));
+  // Every device is free again.
+  for (auto& g : d.call("GET", "/api/v1/gpus").body["gpus"])
+    CHECK(g["run"].is_null());
+}
+
+TEST_CASE("GPUs are held while a run is paused and released when it ends",
+          "[integration]") {
+  test_daemon d{{"--gpus", "0,2"}};
+  auto r = d.submit("experiments:\n  - name: holder\n    command: [/bin/sleep, "
+                    "\"600\"]\n    gpus: 2\n  - name: waiter\n    command: "
+                    "[/bin/true]\n    gpus: 1\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(
+      wait_until([&] { return get_run(d, "holder")["state"] == "running"; }));
+  auto gpus = d.call("GET", "/api/v1/gpus");
+  REQUIRE(gpus.status == 200);
+  CHECK(gpus.body["source"] == "config");
+  REQUIRE(gpus.body["gpus"].size() == 2);
+  CHECK(gpus.body["gpus"][0]["index"] == 0);
+  CHECK(gpus.body["gpus"][1]["index"] == 2);
+  for (auto& g : gpus.body["gpus"])
+    CHECK(g["run"] == "holder");
+  CHECK(get_run(d, "holder")["gpus"] == nlohmann::json({0, 2}));
+
+  auto waiter = get_run(d, "waiter");
+  CHECK(waiter["state"] == "queued");
+  CHECK(waiter["queue_position"] == 1);
+  auto p = d.call("POST", "/api/v1/runs/waiter/pause");
+  CHECK(p.status == 409);
+  CHECK(p.body["error"]["message"].get<std::string>().find("is queued")
+        != std::string::npos);
+
+  REQUIRE(d.call("POST", "/api/v1/runs/holder/pause").status == 200);
+  CHECK(get_run(d, "waiter")["state"] == "queued"); // paused keeps its GPUs
+  REQUIRE(d.call("POST", "/api/v1/runs/holder/stop", R"({"wait": true})").status
+          == 200);
+  REQUIRE(
+      wait_until([&] { return get_run(d, "waiter")["state"] == "finished"; }));
+  CHECK(get_run(d, "waiter")["gpus"] == nlohmann::json({0}));
+}
+
+TEST_CASE("a queued run stopped leaves the queue; an impossible request is 422",
+          "[integration]") {
+  test_daemon d{{"--gpus", "1"}};
+  auto r = d.submit("experiments:\n  - name: first\n    command: [/bin/sleep, "
+                    "\"600\"]\n    gpus: 1\n  - name: second\n    command: "
+                    "[/bin/sleep, \"600\"]\n    gpus: 1\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(
+      wait_until([&] { return get_run(d, "first")["state"] == "running"; }));
+  auto s = d.call("POST", "/api/v1/runs/second/stop");
+  REQUIRE(s.status == 200);
+  CHECK(s.body["state"] == "stopped");
+  CHECK(get_run(d, "second")["reason"] == "user");
+  REQUIRE(d.call("POST", "/api/v1/runs/first/stop", R"({"wait": true})").status
+          == 200);
+  // Nothing starts the stopped run later.
+  CHECK(get_run(d, "second")["state"] == "stopped");
+  CHECK(get_run(d, "second")["pid"].is_null());
+
+  auto big = d.submit(
+      "experiments:\n  - name: big\n    command: [/bin/true]\n    gpus: 2\n");
+  CHECK(big.status == 422);
+  CHECK(big.body["error"]["message"].get<std::string>().find(
+            "asks for 2 GPUs but this node has 1")
+        != std::string::npos);
+}
+
+TEST_CASE("a run without GPUs sees CUDA_VISIBLE_DEVICES empty",
+          "[integration]") {
+  test_daemon d{{"--gpus", "2"}};
+  auto r = d.submit("experiments:\n  - name: cpu\n    command: [/bin/sh, -c, "
+                    "\"echo [$CUDA_VISIBLE_DEVICES]\"]\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(wait_until([&] { return get_run(d, "cpu")["state"] == "finished"; }));
+  std::ifstream log{d.state_dir() + "/runs/cpu/stdout.log"};
+  std::string line;
+  std::getline(log, line);
+  CHECK(line == "[]");
+}
+
+TEST_CASE("on-failure restarts keep the id and count attempts until success",
+          "[integration]") {
+  test_daemon d;
+  temp_dir dir;
+  auto script = "n=$(cat " + dir.path()
+                + "/n 2>/dev/null || echo 0); n=$((n+1)); "
+                  "echo $n > "
+                + dir.path() + "/n; [ $n -ge 3 ]";
+  nlohmann::json cmd = {"/bin/sh", "-c", script};
+  auto r = d.submit("experiments:\n  - name: flaky\n    command: " + cmd.dump()
+                    + "\n    restart: {policy: on-failure, max: 3, backoff: "
+                      "100ms}\n");
+  REQUIRE(r.status == 201);
+  nlohmann::json run;
+  bool saw_queued_with_retry = false;
+  REQUIRE(wait_until(
+      [&] {
+        run = get_run(d, "flaky");
+        if (run["state"] == "queued" && run["retry_at"].is_string())
+          saw_queued_with_retry = true;
+        return run["state"] == "finished";
+      },
+      20s));
+  CHECK(run["attempt"] == 3);
+  CHECK(run["exit_code"] == 0);
+  CHECK(saw_queued_with_retry);
+  CHECK(d.call("GET", "/api/v1/runs").body["runs"].size() == 1);
+
+  // A run that keeps failing ends failed after max restarts.
+  auto r2 = d.submit("experiments:\n  - name: hopeless\n    command: "
+                     "[/bin/false]\n    restart: {policy: on-failure, max: 2, "
+                     "backoff: 50ms}\n");
+  REQUIRE(r2.status == 201);
+  REQUIRE(wait_until(
+      [&] {
+        run = get_run(d, "hopeless");
+        return run["state"] == "failed" && run["attempt"] == 3;
+      },
+      20s));
+  CHECK(run["exit_code"] == 1);
+}
+
+TEST_CASE("a stopped run is never restarted by its policy", "[integration]") {
+  test_daemon d;
+  auto r = d.submit("experiments:\n  - name: kept\n    command: [/bin/sleep, "
+                    "\"600\"]\n    restart: {policy: always, backoff: 50ms}\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(wait_until([&] { return get_run(d, "kept")["state"] == "running"; }));
+  auto s = d.call("POST", "/api/v1/runs/kept/stop", R"({"wait": true})");
+  REQUIRE(s.status == 200);
+  CHECK(s.body["state"] == "stopped");
+  std::this_thread::sleep_for(300ms);
+  CHECK(get_run(d, "kept")["state"] == "stopped");
+  CHECK(get_run(d, "kept")["attempt"] == 1);
+}
+
+TEST_CASE("max_runtime stops a run and fails it with reason timeout",
+          "[integration]") {
+  test_daemon d;
+  auto begun = std::chrono::steady_clock::now();
+  auto r = d.submit("experiments:\n  - name: slow\n    command: [/bin/sleep, "
+                    "\"600\"]\n    max_runtime: 1s\n");
+  REQUIRE(r.status == 201);
+  nlohmann::json run;
+  REQUIRE(wait_until(
+      [&] {
+        run = get_run(d, "slow");
+        return run["state"] == "failed";
+      },
+      20s));
+  CHECK(std::chrono::steady_clock::now() - begun >= 1s);
+  CHECK(run["reason"] == "timeout");
+  CHECK(run["signal"] == "SIGTERM");
+}
+
+TEST_CASE("max_concurrent per experiment holds runs back", "[integration]") {
+  test_daemon d;
+  temp_dir out;
+  auto script = "s=$(date +%s%N); sleep 0.3; e=$(date +%s%N); echo "
+                "\"$CORRAL_RUN_ID - $s $e\" > "
+                + out.path() + "/$CORRAL_RUN_ID";
+  nlohmann::json cmd = {"/bin/sh", "-c", script};
+  auto r = d.submit("experiments:\n  - name: lim\n    command: " + cmd.dump()
+                    + "\n    max_concurrent: 2\n    matrix: {i: [1, 2, 3, 4, "
+                      "5]}\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(wait_until([&] { return all_ended(d); }, 30s));
+  std::vector<usage> uses;
+  for (auto& e : std::filesystem::directory_iterator{out.path()})
+    uses.push_back(read_usage(e.path()));
+  REQUIRE(uses.size() == 5);
+  // At no start time were more than 2 runs inside their interval.
+  for (auto& u : uses) {
+    int inside = 0;
+    for (auto& v : uses)
+      inside += v.start_ns <= u.start_ns && u.start_ns < v.end_ns;
+    CHECK(inside <= 2);
+  }
+}
+
+TEST_CASE("a higher-priority run submitted later starts first when a device "
+          "frees up",
+          "[integration]") {
+  test_daemon d{{"--gpus", "1"}};
+  auto sleeper = [](const std::string& name, int priority) {
+    return "  - name: " + name
+           + "\n    command: [/bin/sleep, \"600\"]\n    gpus: 1\n    "
+             "priority: "
+           + std::to_string(priority) + "\n";
+  };
+  REQUIRE(d.submit("experiments:\n" + sleeper("holder", 0)).status == 201);
+  REQUIRE(d.submit("experiments:\n" + sleeper("low", 0)).status == 201);
+  REQUIRE(d.submit("experiments:\n" + sleeper("high", 5)).status == 201);
+  CHECK(get_run(d, "high")["queue_position"] == 1);
+  CHECK(get_run(d, "low")["queue_position"] == 2);
+  REQUIRE(d.call("POST", "/api/v1/runs/holder/stop", R"({"wait": true})").status
+          == 200);
+  REQUIRE(wait_until([&] { return get_run(d, "high")["state"] == "running"; }));
+  CHECK(get_run(d, "low")["state"] == "queued");
+  CHECK(get_run(d, "low")["queue_position"] == 1);
+  CHECK(get_run(d, "high")["gpus"] == nlohmann::json({0}));
+}
