@@ -20,6 +20,7 @@ using view_result = result<run_view>;
 using views_result = result<std::vector<run_view>>;
 using ok_result = result<ok_t>;
 using gpus_result = result<gpu_report>;
+using events_result = result<std::vector<run_event>>;
 
 } // namespace corral
 
@@ -28,6 +29,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::view_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::views_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::ok_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::gpus_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::events_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<int>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_view)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_spec)
@@ -57,12 +59,15 @@ using cg_event = caf::atom_constant<caf::atom("cgevent")>;
 using start = caf::atom_constant<caf::atom("start")>;
 using requeue = caf::atom_constant<caf::atom("requeue")>;
 using gpus = caf::atom_constant<caf::atom("gpus")>;
+using events = caf::atom_constant<caf::atom("events")>;
 } // namespace atom
 
 /// One run: owns its executor (shim + cgroup + pidfds) and state machine.
 using run_actor = caf::typed_actor<
     /// The run's view; with processes when the flag is set.
     caf::replies_to<atom::get, bool>::with<view_result>,
+    /// The run's recent events, oldest first.
+    caf::replies_to<atom::events>::with<events_result>,
     /// Freezes the whole tree; answers once the kernel confirms.
     caf::replies_to<atom::pause>::with<view_result>,
     /// Thaws and SIGCONTs the whole tree.
@@ -97,6 +102,7 @@ using registry_actor = caf::typed_actor<
     /// One run (with processes when the flag is set).
     caf::replies_to<atom::get, std::string, bool>::with<view_result>,
     caf::replies_to<atom::pause, std::string>::with<view_result>,
+    caf::replies_to<atom::events, std::string>::with<events_result>,
     caf::replies_to<atom::resume, std::string>::with<view_result>,
     caf::replies_to<atom::stop, std::string, stop_request>::with<view_result>,
     /// Forgets an ended run.

@@ -40,6 +40,9 @@ public:
   void remove(std::string id, reply<ok_t> done) override {
     ask<ok_result>(std::move(done), atom::remove::value, std::move(id));
   }
+  void events(std::string id, reply<std::vector<run_event>> done) override {
+    ask<events_result>(std::move(done), atom::events::value, std::move(id));
+  }
   void gpus(reply<gpu_report> done) override {
     ask<gpus_result>(std::move(done), atom::gpus::value);
   }

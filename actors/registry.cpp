@@ -1,5 +1,7 @@
 #include "actors/registry.hpp"
 
+#include <unistd.h>
+
 #include <memory>
 
 #include <spdlog/spdlog.h>
@@ -21,6 +23,20 @@ std::string join_ints(const std::vector<int>& xs) {
   for (auto x : xs)
     out += (out.empty() ? "" : ",") + std::to_string(x);
   return out;
+}
+
+sched_request request_of(const std::string& id, const run_spec& spec,
+                         std::uint64_t seq) {
+  sched_request req;
+  req.id = id;
+  req.experiment = spec.experiment;
+  req.gpus = spec.gpus;
+  req.priority = spec.priority;
+  req.seq = seq;
+  req.max_concurrent = spec.max_concurrent;
+  req.cpus = spec.cpus.value_or(0);
+  req.memory = spec.memory_bytes.value_or(0);
+  return req;
 }
 
 void fill_queue_position(self_ptr self, run_view& v) {
@@ -83,8 +99,7 @@ void schedule(self_ptr self) {
       continue;
     }
     if (!p.gpus.empty())
-      spdlog::info("registry places run/{} on GPU {}", p.id,
-                   join_ints(p.gpus));
+      spdlog::info("registry places run/{} on GPU {}", p.id, join_ints(p.gpus));
     self->send(it->second, atom::start::value, p.gpus);
   }
   if (auto next = st.sched->next_deadline())
@@ -105,12 +120,11 @@ void maybe_finish_shutdown(self_ptr self) {
   st.shutdown_waiters.clear();
 }
 
-template <class Atom, class... Ts>
-caf::result<view_result> forward(self_ptr self, const std::string& id,
-                                 Ts... xs) {
+template <class Atom, class Result = view_result, class... Ts>
+caf::result<Result> forward(self_ptr self, const std::string& id, Ts... xs) {
   auto it = self->state.runs.find(id);
   if (it == self->state.runs.end())
-    return view_result{no_such_run(id)};
+    return Result{no_such_run(id)};
   return self->delegate(it->second, Atom::value, std::move(xs)...);
 }
 
@@ -136,8 +150,13 @@ registry(registry_actor::stateful_pointer<registry_state> self,
   if (st.cfg.inventory)
     for (auto& d : st.cfg.inventory->devices())
       indices.push_back(d.index);
-  st.sched = std::make_unique<scheduler>(indices, st.cfg.max_concurrent,
-                                         st.cfg.starvation_timeout);
+  // CPUs and memory are placement only: the sum of what running runs ask
+  // for stays within the node.
+  auto cpus = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
+  auto memory = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES))
+                * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  st.sched = std::make_unique<scheduler>(
+      indices, st.cfg.max_concurrent, st.cfg.starvation_timeout, cpus, memory);
   // Runs are not linked (DELETE ends one without touching the registry),
   // so the registry ends them itself when it is told to exit.
   self->set_exit_handler([=](const caf::exit_msg& msg) {
@@ -150,16 +169,11 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           bool dry_run) -> caf::result<views_result> {
         auto& st = self->state;
         for (auto& spec : specs) {
-          if (auto r = check_supported(spec); !r)
-            return views_result{r.error()};
-          if (!st.sched->fits_ever(spec.gpus))
+          auto why = st.sched->why_never(request_of("", spec, 0));
+          if (!why.empty())
             return views_result{make_error(
-                ec::invalid_spec,
-                "experiment " + spec.experiment + " asks for "
-                    + std::to_string(spec.gpus) + " GPUs but this node has "
-                    + std::to_string(st.sched->inventory().size())
-                    + ", so it could never start (configure the inventory "
-                      "with --gpus or gpus:)")};
+                ec::invalid_spec, "experiment " + spec.experiment + " " + why
+                                      + ", so it could never start")};
         }
         std::set<std::string> taken;
         for (auto& [id, hdl] : st.runs)
@@ -195,9 +209,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           rc.pause_timeout = st.cfg.pause_timeout;
           rc.inventory = st.cfg.inventory;
           rc.registry = caf::actor_cast<registry_actor>(self);
-          sched_request req{id,           rc.spec.experiment,
-                            rc.spec.gpus, rc.spec.priority,
-                            st.next_seq++, rc.spec.max_concurrent};
+          auto req = request_of(id, rc.spec, st.next_seq++);
           st.runs.emplace(id, self->spawn(run, std::move(rc)));
           st.requests.emplace(id, req);
           st.sched->enqueue(req, scheduler::clock::now());
@@ -245,6 +257,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [=](atom::pause, std::string id) {
         return forward<atom::pause>(self, id);
+      },
+      [=](atom::events, std::string id) {
+        return forward<atom::events, events_result>(self, id);
       },
       [=](atom::resume, std::string id) {
         return forward<atom::resume>(self, id);

@@ -31,7 +31,7 @@ struct registry_state {
   std::unique_ptr<scheduler> sched;
   std::map<std::string, run_actor> runs;
   std::map<std::string, sched_request> requests; // what each run asks for
-  std::vector<std::string> order; // creation order, for listings
+  std::vector<std::string> order;                // creation order, for listings
   std::set<std::string> ended;
   std::uint64_t next_seq = 0;
   std::vector<caf::typed_response_promise<ok_result>> shutdown_waiters;

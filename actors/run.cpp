@@ -95,6 +95,18 @@ run_view snapshot(self_ptr self, bool with_processes) {
   return v;
 }
 
+constexpr std::size_t max_events = 1000;
+
+void record(self_ptr self, std::string type, std::string cause,
+            std::string message,
+            nlohmann::json data = nlohmann::json::object()) {
+  auto& h = self->state.history;
+  h.push_back({system_clock::now(), std::move(type), std::move(cause),
+               std::move(message), std::move(data)});
+  if (h.size() > max_events)
+    h.pop_front();
+}
+
 void change_state(self_ptr self, run_state next, const std::string& cause,
                   const std::string& message) {
   auto& st = self->state;
@@ -106,6 +118,10 @@ void change_state(self_ptr self, run_state next, const std::string& cause,
   if (next == run_state::running)
     st.running_since = steady_clock::now();
   st.view.state = next;
+  record(self, "state", cause, message,
+         {{"from", std::string{to_string(prev)}},
+          {"to", std::string{to_string(next)}},
+          {"attempt", st.view.attempt}});
   spdlog::info("run/{} {} → {} ({}): {}", st.cfg.id, to_string(prev),
                to_string(next), cause, message);
 }
@@ -140,10 +156,14 @@ void send_stop_signal(self_ptr self) {
   auto& st = self->state;
   auto& stop = st.cfg.spec.stop;
   if (stop.mode == stop_mode::tree) {
+    record(self, "signal", "stop",
+           "sent " + signal_name(stop.signal) + " to every process");
     spdlog::info("run/{} sends {} to every process", st.cfg.id,
                  signal_name(stop.signal));
     st.exec->signal_tree(stop.signal);
   } else {
+    record(self, "signal", "stop",
+           "sent " + signal_name(stop.signal) + " to the main process");
     spdlog::info("run/{} sends {} to its main process", st.cfg.id,
                  signal_name(stop.signal));
     if (!st.exec->signal_main(stop.signal))
@@ -266,8 +286,8 @@ void on_ended(self_ptr self) {
                      + std::to_string(wait.count()) + " ms");
     ++st.view.attempt;
     self->send(st.cfg.registry, atom::ended::value, st.cfg.id, false);
-    self->delayed_send(self, wait, atom::deadline::value,
-                       std::string{"retry"}, st.attempt_generation);
+    self->delayed_send(self, wait, atom::deadline::value, std::string{"retry"},
+                       st.attempt_generation);
     return;
   }
   auto v = snapshot(self, false);
@@ -363,8 +383,9 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
 void end_unstarted(self_ptr self, const std::string& reason) {
   auto& st = self->state;
   st.view.reason = reason;
-  st.view.message = reason == "daemon_exit" ? "stopped at daemon exit before it started"
-                                            : "stopped before it started";
+  st.view.message = reason == "daemon_exit"
+                        ? "stopped at daemon exit before it started"
+                        : "stopped before it started";
   st.view.retry_at.reset();
   st.view.ended_at = system_clock::now();
   ++st.attempt_generation; // cancels a pending retry
@@ -404,6 +425,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
   return {
       [=](atom::get, bool with_processes) -> view_result {
         return snapshot(self, with_processes);
+      },
+      [=](atom::events) -> events_result {
+        auto& h = self->state.history;
+        return std::vector<run_event>(h.begin(), h.end());
       },
       [=](atom::pause) -> caf::result<view_result> {
         auto& st = self->state;
@@ -454,6 +479,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         if (st.view.state == run_state::stopping) {
           if (req.force) {
             spdlog::info("run/{} escalates its stop to SIGKILL", st.cfg.id);
+            record(self, "signal", "user", "forced: SIGKILL to every process");
             if (st.exec)
               st.exec->kill_tree();
           }
@@ -558,6 +584,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
                                    "would not stop: "
                                  + (names.empty() ? "unknown" : names));
             spdlog::warn("run/{} pause timed out: {}", st.cfg.id, err.message);
+            record(self, "pause_timeout", "user", err.message);
             fail_waiters(st.pause_waiters, err);
           }
           return;
@@ -601,6 +628,8 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         if (gen != st.stop_generation || st.view.state != run_state::stopping)
           return;
         if (kind == "kill") {
+          record(self, "signal", "grace",
+                 "grace period over: SIGKILL to every process left");
           spdlog::info("run/{} grace period over: SIGKILL to what is left",
                        st.cfg.id);
           st.exec->kill_tree();
@@ -608,6 +637,8 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
           auto now = newest_mtime_ns(checkpoint_glob(st.cfg.spec)).value_or(0);
           if (now > st.checkpoint_baseline_ns.value_or(0)) {
             spdlog::info("run/{} saw a new checkpoint", st.cfg.id);
+            record(self, "checkpoint", "stop",
+                   "a new checkpoint was saved before the stop signal");
             ++st.stop_generation; // cancels ckpt_timeout
             send_stop_signal(self);
           } else {
@@ -615,6 +646,9 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
                                std::string{"ckpt"}, gen);
           }
         } else if (kind == "ckpt_timeout") {
+          record(
+              self, "checkpoint", "stop",
+              "no new checkpoint within checkpoint_timeout; stopping anyway");
           spdlog::warn("run/{} wrote no checkpoint in time; stopping anyway",
                        st.cfg.id);
           ++st.stop_generation;

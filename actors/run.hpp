@@ -5,6 +5,7 @@
 #include "services/reactor.hpp"
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,11 +44,13 @@ struct run_actor_state {
   millis stop_grace{0};
   std::optional<std::int64_t> checkpoint_baseline_ns;
   int events_watch = -1;
-  int restarts = 0; // restarts by policy so far
+  /// Recent events, oldest first; bounded so a flapping run cannot grow it.
+  std::deque<run_event> history;
+  int restarts = 0;                     // restarts by policy so far
   std::uint64_t attempt_generation = 0; // ties max_runtime timers to an attempt
-  double attempt_active_base = 0; // active seconds before this attempt
+  double attempt_active_base = 0;       // active seconds before this attempt
   std::optional<std::uint64_t> gpu_memory; // latest sample, for summaries
-  unsigned ticks = 0; // observation ticks so far
+  unsigned ticks = 0;                      // observation ticks so far
   /// Tree totals from the latest resource sample, for summaries.
   double cpu_pct = 0;
   std::uint64_t rss_bytes = 0;

@@ -371,6 +371,7 @@ enum class route_kind {
   runs,
   run,
   run_action,
+  run_events,
   gpus
 };
 
@@ -401,6 +402,8 @@ route match(const std::vector<std::string>& s) {
     return {route_kind::run, s[3], {}, {verb::get, verb::delete_}};
   if (s.size() == 5 && (s[4] == "pause" || s[4] == "resume" || s[4] == "stop"))
     return {route_kind::run_action, s[3], s[4], {verb::post}};
+  if (s.size() == 5 && s[4] == "events")
+    return {route_kind::run_events, s[3], {}, {verb::get}};
   return {};
 }
 
@@ -721,6 +724,17 @@ void dispatch(http::request<http::string_body>& req, api_backend& backend,
       if (auto err = check_params(t, {}))
         return r->error(*err);
       return handle_run_action(req, rt, backend, r);
+    case route_kind::run_events:
+      if (auto err = check_params(t, {}))
+        return r->error(*err);
+      return backend.events(rt.id, [r](result<std::vector<run_event>> res) {
+        if (!res)
+          return r->error(res.error());
+        json events = json::array();
+        for (auto& e : *res)
+          events.push_back(to_json(e));
+        r->json_reply(http::status::ok, {{"events", std::move(events)}});
+      });
     case route_kind::gpus:
       if (auto err = check_params(t, {}))
         return r->error(*err);

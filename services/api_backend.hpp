@@ -59,6 +59,8 @@ public:
   virtual void stop(std::string id, stop_request req, reply<run_view> done) = 0;
   /// Forgets an ended run.
   virtual void remove(std::string id, reply<ok_t> done) = 0;
+  /// The run's events, oldest first (a bounded recent history).
+  virtual void events(std::string id, reply<std::vector<run_event>> done) = 0;
   /// The GPU inventory with each device's holder.
   virtual void gpus(reply<gpu_report> done) = 0;
 };

@@ -47,7 +47,8 @@ public:
 };
 
 /// A configured inventory of these indices.
-std::unique_ptr<gpu_inventory> make_configured_inventory(std::vector<int> indices);
+std::unique_ptr<gpu_inventory>
+make_configured_inventory(std::vector<int> indices);
 
 /// NVML's inventory, or nullptr when libnvidia-ml.so.1 cannot be loaded or
 /// initialized; `why` then says what happened, for a log line.

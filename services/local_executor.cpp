@@ -62,9 +62,9 @@ std::optional<shim_report> parse_shim_report(const std::string& line) {
   return std::nullopt;
 }
 
-std::map<std::string, std::string> run_environment(const run_spec& spec,
-                                                   const std::string& run_id,
-                                                   const std::vector<int>& gpus) {
+std::map<std::string, std::string>
+run_environment(const run_spec& spec, const std::string& run_id,
+                const std::vector<int>& gpus) {
   auto env = spec.base_env;
   for (auto& [k, v] : spec.env)
     env[k] = v;

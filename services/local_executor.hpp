@@ -42,9 +42,9 @@ std::optional<shim_report> parse_shim_report(const std::string& line);
 /// The environment a run gets: base, then the experiment's env, then
 /// Corral's own variables (DESIGN.md, "Environment of a run").
 /// `gpus` are the NVML indices the scheduler placed the run on.
-std::map<std::string, std::string> run_environment(const run_spec& spec,
-                                                   const std::string& run_id,
-                                                   const std::vector<int>& gpus);
+std::map<std::string, std::string>
+run_environment(const run_spec& spec, const std::string& run_id,
+                const std::vector<int>& gpus);
 
 class local_executor {
 public:

@@ -95,29 +95,18 @@ run_ending classify_ending(const exit_facts& facts,
 
 namespace corral {
 
-status check_supported(const run_spec& spec) {
-  if (spec.cpus || spec.memory_bytes)
-    return make_error(ec::invalid_spec,
-                      "experiment " + spec.experiment + ": "
-                        + (spec.cpus ? "cpus" : "memory")
-                        + " is not supported yet (CPU and memory placement "
-                          "is not implemented; GPUs are)");
-  return ok;
-}
-
-} // namespace corral
-
-namespace corral {
-
 bool should_restart(const restart_spec& policy, const run_ending& ending,
                     int restarts_done) {
   if (restarts_done >= policy.max || ending.state == run_state::stopped
       || ending.reason == "exec_error")
     return false;
   switch (policy.policy) {
-    case restart_policy::never: return false;
-    case restart_policy::on_failure: return ending.state == run_state::failed;
-    case restart_policy::always: return true;
+    case restart_policy::never:
+      return false;
+    case restart_policy::on_failure:
+      return ending.state == run_state::failed;
+    case restart_policy::always:
+      return true;
   }
   return false;
 }

@@ -49,15 +49,6 @@ run_ending classify_ending(const exit_facts& facts,
 
 namespace corral {
 
-/// Refuses what a spec may say but this version cannot honour yet (CPU and
-/// memory placement), so nothing a user asks for is silently ignored.
-/// ec::invalid_spec.
-status check_supported(const run_spec& spec);
-
-} // namespace corral
-
-namespace corral {
-
 /// Whether a run that ended so is started again by its restart policy,
 /// after `restarts_done` restarts already. A user's stop (or the daemon's
 /// exit) is never restarted; an exec error is not either, since the same

@@ -34,6 +34,14 @@ nlohmann::json opt_str(const std::string& s) {
 
 } // namespace
 
+nlohmann::json to_json(const run_event& e) {
+  return {{"t", format_time(e.t)},
+          {"type", e.type},
+          {"cause", opt_str(e.cause)},
+          {"message", e.message},
+          {"data", e.data}};
+}
+
 nlohmann::json to_json(const run_view& v) {
   nlohmann::json processes = nullptr;
   if (v.processes) {

@@ -59,6 +59,18 @@ struct run_view {
   std::optional<double> eta_s;
 };
 
+/// Something that happened to a run: a state change, a signal, a restart.
+struct run_event {
+  sys_time t{};
+  std::string type;    // state, signal, checkpoint, restart, pause_timeout
+  std::string cause;   // user, external, exit, restart, scheduled, ...
+  std::string message; // for people
+  nlohmann::json data = nlohmann::json::object();
+};
+
+/// {"t", "type", "cause", "message", "data"}
+nlohmann::json to_json(const run_event& e);
+
 /// RFC 3339 UTC with milliseconds: 2026-11-28T15:13:00.123Z
 std::string format_time(sys_time t);
 

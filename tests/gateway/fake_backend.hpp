@@ -175,6 +175,20 @@ public:
     answer(std::move(done), result<ok_t>(ok));
   }
 
+  void events(std::string id, reply<std::vector<run_event>> done) override {
+    record("events " + id);
+    auto r = find(id);
+    if (!r)
+      return answer(std::move(done), result<std::vector<run_event>>(r.error()));
+    run_event e;
+    e.t = r->created_at;
+    e.type = "state";
+    e.cause = "scheduled";
+    e.message = "starting";
+    e.data = {{"from", "queued"}, {"to", "starting"}};
+    answer(std::move(done), result<std::vector<run_event>>(std::vector{e}));
+  }
+
   void gpus(reply<gpu_report> done) override {
     record("gpus");
     answer(std::move(done), result<gpu_report>(gpu_state));

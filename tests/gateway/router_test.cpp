@@ -642,3 +642,23 @@ TEST_CASE("/api/v1/gpus: auth, methods, parameters, errors", "[router][gpus]") {
   require_error(answer(aut, make(http::verb::get, "/api/v1/gpus")), 503,
                 "unavailable", "daemon shutting down");
 }
+
+TEST_CASE("GET /api/v1/runs/{id}/events lists the run's events",
+          "[router][events]") {
+  fake_backend aut;
+  auto res = answer(aut, make(http::verb::get, "/api/v1/runs/ppo-1/events"));
+  INFO(res.body());
+  REQUIRE(res.result() == http::status::ok);
+  auto events = body_of(res)["events"];
+  REQUIRE(events.size() == 1);
+  CHECK(events[0]["type"] == "state");
+  CHECK(events[0]["cause"] == "scheduled");
+  CHECK(events[0]["message"] == "starting");
+  CHECK(events[0]["data"] == json{{"from", "queued"}, {"to", "starting"}});
+  CHECK(events[0]["t"].get<std::string>().back() == 'Z');
+  require_error(answer(aut, make(http::verb::get, "/api/v1/runs/nope/events")),
+                404, "not_found");
+  require_error(
+      answer(aut, make(http::verb::post, "/api/v1/runs/ppo-1/events")), 405,
+      "method_not_allowed");
+}

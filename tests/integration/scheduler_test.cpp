@@ -227,6 +227,17 @@ TEST_CASE("on-failure restarts keep the id and count attempts until success",
   CHECK(run["exit_code"] == 0);
   CHECK(saw_queued_with_retry);
   CHECK(d.call("GET", "/api/v1/runs").body["runs"].size() == 1);
+  // Each attempt is an event: two restarts, three starts.
+  auto events = d.call("GET", "/api/v1/runs/flaky/events").body["events"];
+  int restarts = 0, starts = 0;
+  for (auto& e : events) {
+    if (e["type"] != "state")
+      continue;
+    restarts += e["cause"] == "restart";
+    starts += e["data"]["to"] == "starting";
+  }
+  CHECK(restarts == 2);
+  CHECK(starts == 3);
 
   // A run that keeps failing ends failed after max restarts.
   auto r2 = d.submit("experiments:\n  - name: hopeless\n    command: "
@@ -321,4 +332,24 @@ TEST_CASE("a higher-priority run submitted later starts first when a device "
   CHECK(get_run(d, "low")["state"] == "queued");
   CHECK(get_run(d, "low")["queue_position"] == 1);
   CHECK(get_run(d, "high")["gpus"] == nlohmann::json({0}));
+}
+
+TEST_CASE("cpus and memory are placement: what the node cannot hold is 422, "
+          "what fits runs",
+          "[integration]") {
+  test_daemon d;
+  auto r = d.submit("experiments:\n  - name: huge\n    command: [/bin/true]\n"
+                    "    cpus: 100000\n");
+  CHECK(r.status == 422);
+  CHECK(r.body["error"]["message"].get<std::string>().find(
+            "experiment huge asks for 100000 CPUs but this node has")
+        == 0);
+  r = d.submit("experiments:\n  - name: fat\n    command: [/bin/true]\n"
+               "    memory: 100T\n");
+  CHECK(r.status == 422);
+  r = d.submit("experiments:\n  - name: small\n    command: [/bin/true]\n"
+               "    cpus: 1\n    memory: 64M\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(
+      wait_until([&] { return get_run(d, "small")["state"] == "finished"; }));
 }

@@ -76,21 +76,6 @@ TEST_CASE("an exec error fails with its message and no record means lost") {
   CHECK(e.reason == "lost");
 }
 
-TEST_CASE("what this version cannot honour is refused, naming the key") {
-  run_spec spec;
-  spec.experiment = "ppo";
-  spec.gpus = 2;
-  spec.restart.policy = restart_policy::on_failure;
-  spec.max_runtime = std::chrono::hours{1};
-  CHECK(check_supported(spec));
-  spec.cpus = 4;
-  auto r = check_supported(spec);
-  REQUIRE_FALSE(r);
-  CHECK(r.error().code == ec::invalid_spec);
-  CHECK(r.error().message.find("experiment ppo: cpus is not supported yet")
-        == 0);
-}
-
 TEST_CASE("a run stopped for exceeding max_runtime fails with reason timeout") {
   exit_facts term{true, false, true, 15, ""};
   auto e = classify_ending(term, std::string{"timeout"});

@@ -375,3 +375,262 @@ TEST_CASE("next_deadline is the earliest starvation deadline still to come",
   aut.release("b");
   CHECK(ids(aut.schedule(now + 23min)) == strings{"a"});
 }
+
+namespace {
+
+constexpr std::uint64_t gib = 1ull << 30;
+
+/// A run that asks for CPUs and memory but no GPUs.
+sched_request sized(std::string id, double cpus, std::uint64_t memory,
+                    int priority = 0, std::uint64_t seq = 0) {
+  auto req = run(std::move(id), 0, priority, seq);
+  req.cpus = cpus;
+  req.memory = memory;
+  return req;
+}
+
+} // namespace
+
+TEST_CASE("runs bound by cpus or memory never exceed the capacity",
+          "[scheduler]") {
+  // One generic walk, bound by CPUs (8) or by memory (8 GiB); each run asks
+  // for 4, 3 or 2 units and no GPUs.
+  bool by_memory = GENERATE(false, true);
+  auto timeout = GENERATE(0ms, std::chrono::milliseconds{1h});
+  auto seed = GENERATE(range(1u, 21u));
+  INFO("seed " << seed << ", timeout " << timeout.count() << "ms, "
+               << (by_memory ? "memory" : "cpus"));
+  std::mt19937 rng{seed};
+  time_point now{};
+  scheduler aut = by_memory ? scheduler{{}, std::nullopt, timeout, 0, 8 * gib}
+                            : scheduler{{}, std::nullopt, timeout, 8, 0};
+
+  std::map<std::string, int> units; // run → units it asks for
+  std::vector<sched_request> queue; // the model of the queue, in order
+  for (int i = 0; i < 12; ++i) {
+    int asks = 2 + static_cast<int>(rng() % 3);
+    auto id = "r" + std::to_string(i);
+    auto req
+        = by_memory ? sized(id, 0, asks * gib, 0, i) : sized(id, asks, 0, 0, i);
+    req.priority = static_cast<int>(rng() % 3);
+    units[id] = asks;
+    queue.push_back(req);
+    aut.enqueue(req, now);
+  }
+  std::stable_sort(
+      queue.begin(), queue.end(),
+      [](const auto& a, const auto& b) { return a.priority > b.priority; });
+
+  int used = 0;
+  std::vector<std::string> running;
+  std::set<std::string> placed;
+  for (int step = 0; step < 200 && placed.size() < 12; ++step) {
+    now += 1s;
+    auto started = aut.schedule(now);
+
+    // Replay the walk as in the GPU test: runs passed over did not fit.
+    std::size_t next = 0;
+    int free = 8 - used;
+    bool blocked = false;
+    std::vector<sched_request> still_queued;
+    for (const auto& req : queue) {
+      if (next < started.size() && started[next].id == req.id) {
+        CHECK_FALSE(blocked);
+        free -= units[req.id];
+        ++next;
+      } else {
+        if (!blocked)
+          CHECK(units[req.id] > free);
+        if (timeout == 0ms)
+          blocked = true;
+        still_queued.push_back(req);
+      }
+    }
+    CHECK(next == started.size());
+    queue = still_queued;
+
+    for (const auto& p : started) {
+      CHECK(p.gpus.empty());
+      CHECK(placed.insert(p.id).second);
+      used += units[p.id];
+      running.push_back(p.id);
+    }
+    REQUIRE(used <= 8);
+    if (by_memory) {
+      CHECK(aut.memory_in_use() == static_cast<std::uint64_t>(used) * gib);
+      CHECK(aut.cpus_in_use() == 0);
+    } else {
+      CHECK(aut.cpus_in_use() == used);
+      CHECK(aut.memory_in_use() == 0);
+    }
+
+    std::shuffle(running.begin(), running.end(), rng);
+    auto ending = running.empty() ? 0u : rng() % (running.size() + 1);
+    for (std::size_t i = 0; i < ending; ++i) {
+      aut.release(running.back());
+      used -= units[running.back()];
+      running.pop_back();
+    }
+  }
+  CHECK(placed.size() == 12);
+}
+
+TEST_CASE("a small cpu run passes one that does not fit yet", "[scheduler]") {
+  time_point now{};
+  scheduler aut{{0, 1}, std::nullopt, 10min, 8};
+  aut.enqueue(sized("four", 4, 0, 0, 1), now);
+  REQUIRE(ids(aut.schedule(now)) == strings{"four"});
+  aut.enqueue(sized("six", 6, 0, 0, 2), now);
+  aut.enqueue(sized("two", 2, 0, 0, 3), now);
+  now += 1min;
+  CHECK(ids(aut.schedule(now)) == strings{"two"});
+  CHECK(aut.cpus_in_use() == 6);
+  CHECK(aut.queue_position("six") == 1);
+}
+
+TEST_CASE("a run starving for cpus keeps them free until it fits",
+          "[scheduler]") {
+  time_point now{};
+  scheduler aut{{0, 1, 2, 3}, std::nullopt, 10min, 8};
+  aut.enqueue(sized("a", 3, 0, 0, 1), now);
+  aut.enqueue(sized("b", 3, 0, 0, 2), now);
+  REQUIRE(aut.schedule(now).size() == 2);
+  // GPUs are free but CPUs are not: it waits, and can starve.
+  auto big = sized("big", 5, 0, 0, 3);
+  big.gpus = 1;
+  aut.enqueue(big, now);
+  CHECK(aut.next_deadline() == now + 10min);
+
+  now += 10min;
+  aut.enqueue(sized("small", 1, 0, 0, 4), now);
+  aut.enqueue(sized("lower", 1, 0, -1, 5), now);
+  aut.enqueue(run("gpu_only", 1, 0, 6), now); // asks for no CPUs at all
+  CHECK(aut.schedule(now).empty());
+  CHECK(aut.cpus_in_use() == 6);
+
+  // A higher-priority run still passes it.
+  aut.enqueue(sized("urgent", 1, 1, 7), now);
+  CHECK(ids(aut.schedule(now)) == strings{"urgent"});
+
+  aut.release("a");
+  CHECK(aut.schedule(now).empty()); // 4 CPUs free, big needs 5
+  aut.release("urgent");
+  auto started = aut.schedule(now);
+  REQUIRE(ids(started) == strings{"big", "gpu_only"});
+  CHECK(started[0].gpus == ints{0});
+  CHECK(aut.cpus_in_use() == 8);
+}
+
+TEST_CASE("a run starving for memory blocks like one starving for devices",
+          "[scheduler]") {
+  time_point now{};
+  scheduler aut{{}, std::nullopt, 1min, 0, 16 * gib};
+  aut.enqueue(sized("hold", 0, 10 * gib, 0, 1), now);
+  REQUIRE(ids(aut.schedule(now)) == strings{"hold"});
+  aut.enqueue(sized("big", 0, 8 * gib, 0, 2), now);
+  aut.enqueue(sized("small", 0, 1 * gib, 0, 3), now);
+  CHECK(ids(aut.schedule(now)) == strings{"small"}); // backfill
+  aut.enqueue(sized("small2", 0, 1 * gib, 0, 4), now);
+  now += 2min;
+  CHECK(aut.schedule(now).empty()); // big starves; small2 waits behind it
+  aut.release("hold");
+  CHECK(ids(aut.schedule(now)) == strings{"big", "small2"});
+  CHECK(aut.memory_in_use() == 10 * gib);
+}
+
+TEST_CASE("cpus and memory must both fit", "[scheduler]") {
+  time_point now{};
+  scheduler aut{{}, std::nullopt, 1h, 4, 4 * gib};
+  aut.enqueue(sized("a", 1, 3 * gib, 0, 1), now);
+  aut.enqueue(sized("b", 1, 2 * gib, 0, 2), now); // CPUs fit, memory not
+  aut.enqueue(sized("c", 4, 1 * gib, 0, 3), now); // memory fits, CPUs not
+  aut.enqueue(sized("d", 3, 1 * gib, 0, 4), now);
+  CHECK(ids(aut.schedule(now)) == strings{"a", "d"});
+  aut.release("a");
+  CHECK(ids(aut.schedule(now)) == strings{"b"});
+  CHECK(aut.cpus_in_use() == 4);
+  CHECK(aut.memory_in_use() == 3 * gib);
+}
+
+TEST_CASE("fractional cpus add up without rounding error", "[scheduler]") {
+  time_point now{};
+  scheduler aut{{}, std::nullopt, 1h, 0.3};
+  for (int i = 0; i < 4; ++i)
+    aut.enqueue(sized("r" + std::to_string(i), 0.1, 0, 0, i), now);
+  CHECK(ids(aut.schedule(now)) == strings{"r0", "r1", "r2"});
+  aut.release("r1");
+  CHECK(ids(aut.schedule(now)) == strings{"r3"});
+}
+
+TEST_CASE("fits_ever and why_never check gpus, cpus and memory",
+          "[scheduler]") {
+  scheduler aut{{0, 1, 2, 3}, std::nullopt, 10min, 16, 64 * gib};
+  auto req = sized("r", 16, 64 * gib);
+  req.gpus = 4;
+  CHECK(aut.fits_ever(req));
+  CHECK(aut.why_never(req).empty());
+
+  req.cpus = 64;
+  CHECK_FALSE(aut.fits_ever(req));
+  CHECK(aut.fits_ever(req.gpus));
+  CHECK(aut.why_never(req) == "asks for 64 CPUs but this node has 16");
+
+  req = sized("r", 1, 96 * gib);
+  CHECK_FALSE(aut.fits_ever(req));
+  CHECK(aut.why_never(req)
+        == "asks for 96 GiB of memory but this node has 64 GiB");
+  req.memory = 64 * gib + 1;
+  CHECK(aut.why_never(req)
+        == "asks for 64 GiB (68719476737 bytes) of memory but this node has "
+           "64 GiB (68719476736 bytes)");
+
+  req = sized("r", 16.5, 1536ull << 20);
+  req.gpus = 5;
+  CHECK(aut.why_never(req)
+        == "asks for 5 GPUs but this node has 4; asks for 16.5 CPUs but this "
+           "node has 16");
+
+  scheduler one{{0}, std::nullopt, 10min, 0.5, 1ull << 20};
+  req = sized("r", 1, 1536ull << 20);
+  req.gpus = 2;
+  CHECK(one.why_never(req)
+        == "asks for 2 GPUs but this node has 1; asks for 1 CPU but this "
+           "node has 0.5; asks for 1.5 GiB of memory but this node has 1 "
+           "MiB");
+}
+
+TEST_CASE("unaccounted cpus and memory ignore what runs ask for",
+          "[scheduler]") {
+  time_point now{};
+  scheduler aut{{0}, std::nullopt, 0ms};
+  auto huge = sized("huge", 1024, 1ull << 50, 0, 1);
+  CHECK(aut.fits_ever(huge));
+  CHECK(aut.why_never(huge).empty());
+  aut.enqueue(huge, now);
+  aut.enqueue(sized("also", 1024, 1ull << 50, 0, 2), now);
+  // Asking for nothing that is accounted, they never starve anyone.
+  CHECK_FALSE(aut.next_deadline());
+  CHECK(ids(aut.schedule(now)) == strings{"huge", "also"});
+  CHECK(aut.cpus_in_use() == 0);
+  CHECK(aut.memory_in_use() == 0);
+
+  // Accounting one resource leaves the other ignored.
+  scheduler cpus_only{{}, std::nullopt, 0ms, 2};
+  CHECK(cpus_only.fits_ever(sized("r", 2, 1ull << 50)));
+  CHECK_FALSE(cpus_only.fits_ever(sized("r", 3, 0)));
+  scheduler memory_only{{}, std::nullopt, 0ms, 0, gib};
+  CHECK(memory_only.fits_ever(sized("r", 1024, gib)));
+  CHECK(memory_only.why_never(sized("r", 1024, 2 * gib))
+        == "asks for 2 GiB of memory but this node has 1 GiB");
+}
+
+TEST_CASE("a run that can never fit its cpus does not block others",
+          "[scheduler]") {
+  time_point now{};
+  scheduler aut{{}, std::nullopt, 0ms, 4, 4 * gib};
+  aut.enqueue(sized("huge", 8, 0, 5, 1), now);
+  aut.enqueue(sized("bulky", 0, 8 * gib, 5, 2), now);
+  aut.enqueue(sized("one", 1, gib, 0, 3), now);
+  CHECK(ids(aut.schedule(now + 1h)) == strings{"one"});
+  CHECK_FALSE(aut.next_deadline());
+}
