@@ -13,6 +13,7 @@
 #include <iostream>
 #include <sstream>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/daemon.hpp"
@@ -207,6 +208,8 @@ void raise_fd_limit() {
 } // namespace
 
 int serve(const serve_flags& flags) {
+  // Logs go to stderr; stdout carries only the URLs a user acts on.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("corral"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   // Signals are taken by sigwait below; every thread started from here on
   // inherits the mask. Writes to closed sockets must not kill the daemon.

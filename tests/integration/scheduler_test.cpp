@@ -353,3 +353,39 @@ TEST_CASE("cpus and memory are placement: what the node cannot hold is 422, "
   REQUIRE(
       wait_until([&] { return get_run(d, "small")["state"] == "finished"; }));
 }
+
+TEST_CASE("without NVML or a configured inventory the daemon says so and runs "
+          "without GPUs",
+          "[integration]") {
+  test_daemon d;
+  auto log = d.log();
+  CHECK(log.find("registry runs without GPUs: libnvidia-ml.so.1 not found")
+        != std::string::npos);
+  auto gpus = d.call("GET", "/api/v1/gpus").body;
+  CHECK(gpus["gpus"].empty());
+  CHECK(gpus["source"] == "config");
+}
+
+TEST_CASE("the daemon's max_concurrent holds runs of every experiment back",
+          "[integration]") {
+  temp_dir cfg;
+  std::ofstream{cfg / "corral.yaml"} << "max_concurrent: 1\n";
+  test_daemon d{{"--config", cfg / "corral.yaml"}};
+  temp_dir out;
+  auto script = "s=$(date +%s%N); sleep 0.2; e=$(date +%s%N); echo "
+                "\"$CORRAL_RUN_ID - $s $e\" > "
+                + out.path() + "/$CORRAL_RUN_ID";
+  nlohmann::json cmd = {"/bin/sh", "-c", script};
+  auto r = d.submit("experiments:\n  - name: a\n    command: " + cmd.dump()
+                    + "\n  - name: b\n    command: " + cmd.dump()
+                    + "\n  - name: c\n    command: " + cmd.dump() + "\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(wait_until([&] { return all_ended(d); }, 30s));
+  std::vector<usage> uses;
+  for (auto id : {"a", "b", "c"})
+    uses.push_back(read_usage(out / id));
+  for (std::size_t i = 0; i < uses.size(); ++i)
+    for (std::size_t j = i + 1; j < uses.size(); ++j)
+      CHECK_FALSE((uses[i].start_ns < uses[j].end_ns
+                   && uses[j].start_ns < uses[i].end_ns));
+}
