@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "services/spec.hpp"
@@ -16,13 +17,6 @@ using self_ptr = registry_actor::stateful_pointer<registry_state>;
 
 error no_such_run(const std::string& id) {
   return make_error(ec::not_found, "no run named '" + id + "'");
-}
-
-std::string join_ints(const std::vector<int>& xs) {
-  std::string out;
-  for (auto x : xs)
-    out += (out.empty() ? "" : ",") + std::to_string(x);
-  return out;
 }
 
 sched_request request_of(const std::string& id, const run_spec& spec,
@@ -99,7 +93,8 @@ void schedule(self_ptr self) {
       continue;
     }
     if (!p.gpus.empty())
-      spdlog::info("registry places run/{} on GPU {}", p.id, join_ints(p.gpus));
+      spdlog::info("registry places run/{} on GPU {}", p.id,
+                   fmt::join(p.gpus, ","));
     self->send(it->second, atom::start::value, p.gpus);
   }
   if (auto next = st.sched->next_deadline())

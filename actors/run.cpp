@@ -5,6 +5,7 @@
 #include <glob.h>
 #include <sys/stat.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "services/pidfd.hpp"
@@ -15,13 +16,6 @@ namespace {
 
 using namespace std::chrono;
 using self_ptr = run_actor::stateful_pointer<run_actor_state>;
-
-std::string join_ints(const std::vector<int>& xs) {
-  std::string out;
-  for (auto x : xs)
-    out += (out.empty() ? "" : ",") + std::to_string(x);
-  return out;
-}
 
 double seconds_since(steady_clock::time_point t) {
   return duration<double>(steady_clock::now() - t).count();
@@ -350,8 +344,9 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
   st.exec.reset();
   st.attempt_active_base = st.active_before_s;
   change_state(self, run_state::starting, "scheduled",
-               gpus.empty() ? std::string{"starting without GPUs"}
-                            : "starting on GPU " + join_ints(gpus));
+               gpus.empty()
+                   ? std::string{"starting without GPUs"}
+                   : fmt::format("starting on GPU {}", fmt::join(gpus, ",")));
   auto launched = local_executor::launch(st.cfg.exec, st.cfg.id, spec, gpus);
   if (!launched) {
     st.view.reason = "exec_error";

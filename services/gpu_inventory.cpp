@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <mutex>
 #include <set>
 #include <utility>
 
@@ -165,15 +167,22 @@ public:
   }
 
   std::vector<gpu_process> processes() override {
+    // Every run asks for its GPU memory every few seconds: one NVML sweep
+    // a second serves them all.
+    std::lock_guard lock{processes_mutex_};
+    auto now = std::chrono::steady_clock::now();
+    if (processes_at_ && now - *processes_at_ < std::chrono::seconds{1})
+      return processes_cache_;
     std::vector<gpu_process> out;
-    if (!api_.processes)
-      return out;
-    for (auto& d : devices_) {
-      if (api_.processes_v1)
-        collect<nvml_process_v1>(d, out);
-      else
-        collect<nvml_process_v2>(d, out);
-    }
+    if (api_.processes)
+      for (auto& d : devices_) {
+        if (api_.processes_v1)
+          collect<nvml_process_v1>(d, out);
+        else
+          collect<nvml_process_v2>(d, out);
+      }
+    processes_cache_ = out;
+    processes_at_ = now;
     return out;
   }
 
@@ -203,6 +212,9 @@ private:
   void* lib_;
   nvml_api api_;
   std::vector<device> devices_;
+  std::mutex processes_mutex_;
+  std::vector<gpu_process> processes_cache_;
+  std::optional<std::chrono::steady_clock::time_point> processes_at_;
 };
 
 /// The first of `names` the library exports, or nullptr.
