@@ -97,10 +97,13 @@ void schedule(self_ptr self) {
                    fmt::join(p.gpus, ","));
     self->send(it->second, atom::start::value, p.gpus);
   }
-  if (auto next = st.sched->next_deadline())
+  // One wake-up per deadline, however often the queue is looked at.
+  if (auto next = st.sched->next_deadline(); next && next != st.tick_at) {
+    st.tick_at = next;
     self->delayed_send(
         self, std::chrono::duration_cast<millis>(*next - now) + millis{1},
         atom::tick::value);
+  }
 }
 
 void maybe_finish_shutdown(self_ptr self) {
@@ -337,7 +340,10 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         st.sched->enqueue(it->second, scheduler::clock::now());
         schedule(self);
       },
-      [=](atom::tick) { schedule(self); },
+      [=](atom::tick) {
+        self->state.tick_at.reset();
+        schedule(self);
+      },
   };
 }
 

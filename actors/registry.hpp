@@ -36,6 +36,8 @@ struct registry_state {
   std::uint64_t next_seq = 0;
   std::vector<caf::typed_response_promise<ok_result>> shutdown_waiters;
   bool shutting_down = false;
+  /// When the pending wake-up for a starvation deadline fires, if any.
+  std::optional<scheduler::clock::time_point> tick_at;
 };
 
 registry_actor::behavior_type

@@ -347,7 +347,8 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
                gpus.empty()
                    ? std::string{"starting without GPUs"}
                    : fmt::format("starting on GPU {}", fmt::join(gpus, ",")));
-  auto launched = local_executor::launch(st.cfg.exec, st.cfg.id, spec, gpus);
+  auto launched = local_executor::launch(st.cfg.exec, st.cfg.id, spec, gpus,
+                                         st.view.attempt > 1);
   if (!launched) {
     st.view.reason = "exec_error";
     st.view.message = launched.error().message;

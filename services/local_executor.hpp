@@ -49,10 +49,12 @@ run_environment(const run_spec& spec, const std::string& run_id,
 class local_executor {
 public:
   /// Spawns the shim for a run whose placeholders are expanded, on the
-  /// given GPUs.
+  /// given GPUs. A restart (`next_attempt`) keeps the run's directory, so
+  /// its logs go on; a first attempt moves a leftover one aside.
   static result<std::unique_ptr<local_executor>>
   launch(const executor_config& cfg, const std::string& run_id,
-         const run_spec& spec, const std::vector<int>& gpus = {});
+         const run_spec& spec, const std::vector<int>& gpus = {},
+         bool next_attempt = false);
   ~local_executor();
 
   /// "cgroup-v2" or "signals".

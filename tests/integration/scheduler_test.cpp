@@ -389,3 +389,20 @@ TEST_CASE("the daemon's max_concurrent holds runs of every experiment back",
       CHECK_FALSE((uses[i].start_ns < uses[j].end_ns
                    && uses[j].start_ns < uses[i].end_ns));
 }
+
+TEST_CASE("a restarted run's log goes on in the same file", "[integration]") {
+  test_daemon d;
+  temp_dir dir;
+  auto script = "n=$(cat " + dir.path()
+                + "/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > "
+                + dir.path() + "/n; echo attempt-$n; [ $n -ge 2 ]";
+  nlohmann::json cmd = {"/bin/sh", "-c", script};
+  auto r = d.submit("experiments:\n  - name: again\n    command: " + cmd.dump()
+                    + "\n    restart: {policy: on-failure, backoff: 50ms}\n");
+  REQUIRE(r.status == 201);
+  REQUIRE(wait_until([&] { return get_run(d, "again")["state"] == "finished"; },
+                     20s));
+  std::ifstream log{d.state_dir() + "/runs/again/stdout.log"};
+  std::string text{std::istreambuf_iterator<char>{log}, {}};
+  CHECK(text == "attempt-1\nattempt-2\n");
+}
