@@ -269,7 +269,9 @@ TEST_CASE("a pause that cannot complete is undone and answered 504 naming "
   CHECK(msg.find("state D") != std::string::npos);
   // Undone: the state is unchanged and nothing is left stopped.
   CHECK(d.call("GET", "/api/v1/runs/" + id).body["state"] == "running");
-  for (auto& proc : d.call("GET", "/api/v1/runs/" + id).body["processes"])
+  // Bound first: a range-for over a temporary's member dangles.
+  auto after = d.call("GET", "/api/v1/runs/" + id).body;
+  for (auto& proc : after["processes"])
     CHECK(proc_state(proc["pid"].get<int>()) != 'T');
   auto s = d.call("POST", "/api/v1/runs/" + id + "/stop",
                   R"({"wait": true, "grace_s": 1})");

@@ -120,7 +120,8 @@ TEST_CASE("12 runs on 4 GPUs never share a device, follow priority and all "
     later += u.start_ns > first;
   CHECK(later >= static_cast<int>(positions.size()));
   // Every device is free again.
-  for (auto& g : d.call("GET", "/api/v1/gpus").body["gpus"])
+  auto gpus_after = d.call("GET", "/api/v1/gpus").body;
+  for (auto& g : gpus_after["gpus"])
     CHECK(g["run"].is_null());
 }
 
