@@ -92,12 +92,12 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   self->run_id_ = run_id;
   self->run_dir_ = cfg.runs_dir + "/" + run_id;
   std::error_code err;
-  // The registry never reuses a live id, so a directory here belongs to a
-  // deleted run or an earlier daemon: keep its logs, out of the new run's way.
   if (next_attempt) {
     // The previous attempt's exit record must not be read as this one's.
     std::filesystem::remove(self->run_dir_ + "/exit", err);
   } else if (std::filesystem::exists(self->run_dir_, err)) {
+    // The registry never reuses a live id, so this directory belongs to a
+    // deleted run or an earlier daemon: keep its logs, out of the way.
     auto stamp = std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
