@@ -1,5 +1,7 @@
 #include "cli/discovery.hpp"
 
+#include "services/text.hpp"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -13,14 +15,6 @@
 namespace corral::cli {
 
 namespace {
-
-std::string trim_right(std::string s) {
-  while (!s.empty()
-         && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'
-             || s.back() == '\r'))
-    s.pop_back();
-  return s;
-}
 
 std::string normalize_url(std::string url) {
   while (!url.empty() && url.back() == '/')
@@ -49,7 +43,8 @@ std::optional<std::string> read_trimmed(const std::string& path) {
   text << in.rdbuf();
   if (in.bad())
     return std::nullopt;
-  return trim_right(text.str());
+  auto all = text.str();
+  return std::string{trim_right(all)};
 }
 
 std::string default_state_dir(const env_lookup& env) {
@@ -73,7 +68,7 @@ std::string discover_server(const std::string& flag,
     return normalize_url(*url);
   if (auto text = read_trimmed(state_dir + "/endpoint")) {
     auto line = text->substr(0, text->find('\n'));
-    line = trim_right(line);
+    line.resize(trim_right(line).size());
     if (!line.empty())
       return normalize_url(line);
   }
@@ -91,7 +86,7 @@ std::string discover_token(const std::string& token_file,
     return *token;
   }
   if (auto token = env("CORRAL_TOKEN"))
-    return trim_right(*token);
+    return std::string{trim_right(*token)};
   return read_trimmed(state_dir + "/token").value_or("");
 }
 

@@ -1,6 +1,7 @@
 #include "gateway/router.hpp"
 
 #include "services/spec.hpp"
+#include "services/text.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -29,16 +30,6 @@ std::string lower(std::string_view s) {
   for (auto& c : out)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-std::string_view trim(std::string_view s) {
-  auto is_space
-      = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!s.empty() && is_space(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back()))
-    s.remove_suffix(1);
-  return s;
 }
 
 std::string join(const std::vector<std::string>& xs, std::string_view sep) {

@@ -23,6 +23,7 @@
 #include "services/daemon_config.hpp"
 #include "services/gpu_inventory.hpp"
 #include "services/proc.hpp"
+#include "services/text.hpp"
 #include "services/unique_fd.hpp"
 
 extern char** environ;
@@ -36,12 +37,6 @@ namespace fs = std::filesystem;
 struct startup_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-std::string trim_right(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-    s.pop_back();
-  return s;
-}
 
 void write_file_atomically(const std::string& path, const std::string& text,
                            mode_t mode) {
@@ -96,7 +91,8 @@ unique_fd lock_state_dir(const std::string& dir) {
     throw startup_error("cannot open " + path + ": " + std::strerror(errno));
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     auto other = read_small_file(path).value_or("");
-    throw startup_error("another corral daemon (pid " + trim_right(other)
+    throw startup_error("another corral daemon (pid "
+                        + std::string{trim_right(other)}
                         + ") already uses the state dir " + dir);
   }
   auto pid = std::to_string(::getpid()) + "\n";
@@ -126,14 +122,14 @@ std::string load_token(const daemon_config& cfg) {
     if (!text)
       throw startup_error("cannot read token file " + cfg.token_file + ": "
                           + std::strerror(errno));
-    auto token = trim_right(*text);
+    std::string token{trim_right(*text)};
     if (token.empty())
       throw startup_error("token file " + cfg.token_file + " is empty");
     return token;
   }
   auto path = cfg.state_dir + "/token";
   if (auto text = read_small_file(path); text && !trim_right(*text).empty())
-    return trim_right(*text);
+    return std::string{trim_right(*text)};
   auto token = random_token();
   write_file_atomically(path, token + "\n", 0600);
   return token;

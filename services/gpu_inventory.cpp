@@ -1,5 +1,7 @@
 #include "services/gpu_inventory.hpp"
 
+#include "services/text.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -64,16 +66,6 @@ using error_string_fn = const char* (*)(nvml_return);
 
 constexpr const char* no_gpus_hint
     = "no GPUs unless configured with --gpus or gpus:";
-
-std::string_view trim(std::string_view s) {
-  auto is_space
-      = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!s.empty() && is_space(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back()))
-    s.remove_suffix(1);
-  return s;
-}
 
 /// A whole non-negative decimal integer, nothing else ("+1", "1.5" fail).
 std::optional<int> parse_index(std::string_view s) {
