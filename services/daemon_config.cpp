@@ -67,6 +67,15 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
         return make_error(ec::invalid_spec, at + ": expected true or false");
       return b;
     };
+    auto duration = [&]() -> result<millis> {
+      auto v = scalar();
+      if (!v)
+        return v.error();
+      auto d = parse_duration(*v);
+      if (!d)
+        return make_error(ec::invalid_spec, at + ": " + d.error().message);
+      return *d;
+    };
     if (key == "listen" || key == "state_dir" || key == "token_file"
         || key == "cgroup") {
       auto v = scalar();
@@ -92,12 +101,9 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
         return b.error();
       cfg.no_auth = *b;
     } else if (key == "pause_timeout") {
-      auto v = scalar();
-      if (!v)
-        return v.error();
-      auto d = parse_duration(*v);
+      auto d = duration();
       if (!d)
-        return make_error(ec::invalid_spec, at + ": " + d.error().message);
+        return d.error();
       cfg.pause_timeout = *d;
     } else if (key == "stop_runs_on_exit") {
       auto b = boolean();
@@ -113,11 +119,12 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
     } else if (key == "gpus") {
       std::string text;
       if (node.IsSequence()) {
+        // Brackets keep a list a list: `[3]` is device 3, a bare 3 a count.
+        std::string items;
         for (auto item : node)
-          text += (text.empty() ? "" : ",")
-                  + (item.IsScalar() ? item.Scalar() : std::string{"?"});
-        if (text.empty())
-          text = "0";
+          items += (items.empty() ? "" : ",")
+                   + (item.IsScalar() ? item.Scalar() : std::string{"?"});
+        text = "[" + items + "]";
       } else if (node.IsScalar()) {
         text = node.Scalar();
       }
@@ -132,12 +139,9 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
                           at + ": expected a whole number of at least 1");
       cfg.max_concurrent = n;
     } else if (key == "starvation_timeout") {
-      auto v = scalar();
-      if (!v)
-        return v.error();
-      auto d = parse_duration(*v);
+      auto d = duration();
       if (!d)
-        return make_error(ec::invalid_spec, at + ": " + d.error().message);
+        return d.error();
       cfg.starvation_timeout = *d;
     } else if (key == "log_rotate" || key == "executor" || key == "slurm") {
       return make_error(ec::invalid_spec,

@@ -28,6 +28,11 @@ TEST_CASE("a config file lays its keys over the defaults") {
   CHECK(aut.starvation_timeout == std::chrono::seconds{30});
   REQUIRE(apply_config_file(aut, "gpus: 2\n", "corral.yaml"));
   CHECK(aut.gpus == std::vector<int>{0, 1});
+  // A list names devices, even a list of one.
+  REQUIRE(apply_config_file(aut, "gpus: [3]\n", "corral.yaml"));
+  CHECK(aut.gpus == std::vector<int>{3});
+  REQUIRE(apply_config_file(aut, "gpus: []\n", "corral.yaml"));
+  CHECK(aut.gpus == std::vector<int>{});
 }
 
 TEST_CASE("config errors name the file, key, line and column") {
