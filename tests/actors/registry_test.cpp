@@ -5,6 +5,7 @@
 
 #include "actors/registry.hpp"
 #include "services/reactor.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace corral;
 using namespace std::chrono_literals;
@@ -27,21 +28,16 @@ struct fixture {
   reactor events;
   registry_actor aut;
   caf::scoped_actor self{sys};
-  std::string runs_dir;
+  test::temp_dir runs_dir;
 
   fixture() {
-    char tmpl[] = "/tmp/corral-registry-XXXXXX";
-    runs_dir = ::mkdtemp(tmpl);
     registry_config rc;
     rc.exec.shim_path = CORRAL_SHIM_BINARY;
-    rc.exec.runs_dir = runs_dir;
+    rc.exec.runs_dir = runs_dir.path();
     rc.events = &events;
     aut = sys.spawn(registry, rc);
   }
-  ~fixture() {
-    self->send_exit(aut, caf::exit_reason::user_shutdown);
-    std::filesystem::remove_all(runs_dir);
-  }
+  ~fixture() { self->send_exit(aut, caf::exit_reason::user_shutdown); }
 
   template <class R, class... Ts>
   R ask(Ts... xs) {

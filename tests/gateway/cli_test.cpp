@@ -3,6 +3,7 @@
 #include "cli/format.hpp"
 #include "gateway/server.hpp"
 #include "tests/gateway/fake_backend.hpp"
+#include "tests/temp_dir.hpp"
 
 #include <cmath>
 #include <cstdlib>
@@ -18,34 +19,12 @@
 
 using namespace corral;
 using namespace corral::cli;
+using corral::test::temp_dir;
 using corral::testing::fake_backend;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-/// A fresh directory, removed with everything in it at scope exit.
-class temp_dir {
-public:
-  temp_dir() {
-    std::string tmpl
-        = (fs::temp_directory_path() / "corral-cli-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-  std::string str() const { return path_.string(); }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name) << text;
-  }
-
-private:
-  fs::path path_;
-};
 
 env_lookup fake_env(std::map<std::string, std::string> vars) {
   return [vars](const std::string& name) -> std::optional<std::string> {
@@ -135,8 +114,8 @@ struct live_daemon {
   }
 
   cli_result run(std::vector<std::string> args) {
-    args.insert(args.end(), {"--server", url, "--token-file",
-                             (state.path() / "token").string()});
+    args.insert(args.end(),
+                {"--server", url, "--token-file", (state / "token")});
     return run_cli(std::move(args));
   }
 };
@@ -447,31 +426,29 @@ TEST_CASE("the server is the flag, CORRAL_URL, the endpoint file, or the "
   temp_dir state;
   auto none = fake_env({});
   auto env = fake_env({{"CORRAL_URL", "http://10.0.0.1:9000/"}});
-  CHECK(discover_server("", state.str(), none) == "http://127.0.0.1:8700");
+  CHECK(discover_server("", state.path(), none) == "http://127.0.0.1:8700");
   state.write("endpoint", "http://127.0.0.1:43121\n");
-  CHECK(discover_server("", state.str(), none) == "http://127.0.0.1:43121");
-  CHECK(discover_server("", state.str(), env) == "http://10.0.0.1:9000");
-  CHECK(discover_server("localhost:1234", state.str(), env)
+  CHECK(discover_server("", state.path(), none) == "http://127.0.0.1:43121");
+  CHECK(discover_server("", state.path(), env) == "http://10.0.0.1:9000");
+  CHECK(discover_server("localhost:1234", state.path(), env)
         == "http://localhost:1234");
   state.write("endpoint", "  \n");
-  CHECK(discover_server("", state.str(), none) == "http://127.0.0.1:8700");
+  CHECK(discover_server("", state.path(), none) == "http://127.0.0.1:8700");
 }
 
 TEST_CASE("the token is the file flag, CORRAL_TOKEN, or the state dir's",
           "[cli][discovery]") {
   temp_dir state;
   auto none = fake_env({});
-  CHECK(discover_token("", state.str(), none).empty());
+  CHECK(discover_token("", state.path(), none).empty());
   state.write("token", "from-state-dir\n\n");
-  CHECK(discover_token("", state.str(), none) == "from-state-dir");
+  CHECK(discover_token("", state.path(), none) == "from-state-dir");
   auto env = fake_env({{"CORRAL_TOKEN", "from-env "}});
-  CHECK(discover_token("", state.str(), env) == "from-env");
+  CHECK(discover_token("", state.path(), env) == "from-env");
   state.write("mine", "from-flag \t\n");
-  CHECK(discover_token((state.path() / "mine").string(), state.str(), env)
-        == "from-flag");
-  REQUIRE_THROWS_WITH(
-      discover_token((state.path() / "missing").string(), state.str(), env),
-      Catch::StartsWith("cannot read token file"));
+  CHECK(discover_token((state / "mine"), state.path(), env) == "from-flag");
+  REQUIRE_THROWS_WITH(discover_token((state / "missing"), state.path(), env),
+                      Catch::StartsWith("cannot read token file"));
 }
 
 TEST_CASE("corral ps and show talk to the server", "[cli][verbs]") {
@@ -571,7 +548,7 @@ TEST_CASE("corral submit sends the file, its directory and the environment",
     matrix:
       seed: [1, 2]
 )");
-  auto file = (project.path() / "sweep.yaml").string();
+  auto file = (project / "sweep.yaml");
   auto r = d.run({"submit", file});
   INFO(r.err);
   REQUIRE(r.code == 0);
@@ -580,7 +557,7 @@ TEST_CASE("corral submit sends the file, its directory and the environment",
   CHECK(lines[0].starts_with("✓ created ppo-"));
   CHECK(lines[0].ends_with(" (queued)"));
   REQUIRE(d.backend.last_submit.size() == 2);
-  CHECK(d.backend.last_submit[0].base_dir == project.str());
+  CHECK(d.backend.last_submit[0].base_dir == project.path());
   const char* path = std::getenv("PATH");
   REQUIRE(path);
   CHECK(d.backend.last_submit[0].base_env.at("PATH") == path);
@@ -594,11 +571,11 @@ TEST_CASE("corral submit sends the file, its directory and the environment",
   CHECK(lines[0].ends_with(": python3 train.py --seed 1"));
 
   project.write("bad.yaml", "experiments:\n  - name: x\n    comand: [a]\n");
-  r = d.run({"submit", (project.path() / "bad.yaml").string()});
+  r = d.run({"submit", (project / "bad.yaml")});
   CHECK(r.code == 1);
   CHECK(r.err.find("comand") != std::string::npos);
 
-  r = d.run({"submit", (project.path() / "missing.yaml").string()});
+  r = d.run({"submit", (project / "missing.yaml")});
   CHECK(r.code == 2);
 }
 
@@ -611,7 +588,7 @@ TEST_CASE("client exit codes: 3 unreachable, 2 usage, 1 refused",
     // No token at all: the server refuses.
     temp_dir empty;
     ::unsetenv("CORRAL_TOKEN");
-    auto r = run_cli({"ps", "--server", d.url, "--state-dir", empty.str()});
+    auto r = run_cli({"ps", "--server", d.url, "--state-dir", empty.path()});
     CHECK(r.code == 1);
     CHECK(r.err.find("authentication required") != std::string::npos);
     r = run_cli({"ps", "--server", d.url, "--token-file", "/nonexistent/t"});

@@ -21,19 +21,6 @@ namespace corral::test {
 
 namespace fs = std::filesystem;
 
-temp_dir::temp_dir() {
-  std::string tmpl
-      = (fs::temp_directory_path() / "corral-test-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr)
-    throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-}
-
-temp_dir::~temp_dir() {
-  std::error_code ignore;
-  fs::remove_all(path_, ignore);
-}
-
 bool wait_until(const std::function<bool()>& pred,
                 std::chrono::milliseconds limit) {
   auto end = std::chrono::steady_clock::now() + limit;

@@ -9,25 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/temp_dir.hpp"
+
 namespace corral::test {
 
 using namespace std::chrono_literals;
-
-/// A fresh directory under /tmp, removed with everything in it.
-class temp_dir {
-public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const {
-    return path_ + "/" + name;
-  }
-
-private:
-  std::string path_;
-};
 
 struct reply {
   int status = 0;

@@ -1,4 +1,5 @@
 #include "services/gpu_inventory.hpp"
+#include "tests/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -12,6 +13,7 @@
 
 using namespace corral;
 namespace fs = std::filesystem;
+using corral::test::temp_dir;
 
 namespace {
 
@@ -85,30 +87,11 @@ int nvmlDeviceGetComputeRunningProcesses_v3(void* h, unsigned int* n,
 }
 )";
 
-/// A fresh directory, removed with everything in it at scope exit.
-class temp_dir {
-public:
-  temp_dir() {
-    std::string tmpl
-        = (fs::temp_directory_path() / "corral-gpu-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
-private:
-  fs::path path_;
-};
-
 /// Builds the fake library with the system C compiler; "" when there is
 /// none (the test then only warns).
 std::string build_fake_nvml(const temp_dir& dir) {
-  auto src = dir.path() / "fake_nvml.c";
-  auto lib = dir.path() / "libfake-nvml.so";
+  fs::path src = dir / "fake_nvml.c";
+  fs::path lib = dir / "libfake-nvml.so";
   std::ofstream(src) << fake_nvml_source;
   auto cmd = "cc -shared -fPIC -o '" + lib.string() + "' '" + src.string()
              + "' >/dev/null 2>&1";
@@ -207,7 +190,7 @@ TEST_CASE("the NVML loader against a fake library", "[gpu]") {
     WARN("no C compiler: fake NVML library not built, test skipped");
     return;
   }
-  auto log = dir.path() / "log";
+  fs::path log = dir / "log";
   ::setenv("FAKE_NVML_LOG", log.c_str(), 1);
 
   SECTION("devices, memory, utilization and processes") {
