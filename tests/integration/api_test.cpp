@@ -155,8 +155,7 @@ TEST_CASE("a deleted run's id can be used again and its old logs are kept "
   REQUIRE(wait_until([&] {
     return d.call("GET", "/api/v1/runs/again").body["state"] == "finished";
   }));
-  std::ifstream log{d.state_dir() + "/runs/again/stdout.log"};
-  std::string text{std::istreambuf_iterator<char>{log}, {}};
+  auto text = d.stdout_of("again");
   // One line: the new run's log does not continue the old one.
   CHECK(std::count(text.begin(), text.end(), '\n') == 1);
   std::size_t archived = 0;

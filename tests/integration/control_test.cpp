@@ -33,7 +33,7 @@ std::string start_trainer(test_daemon& d, const std::string& name,
 }
 
 std::string state_of(test_daemon& d, const std::string& id) {
-  return d.call("GET", "/api/v1/runs/" + id).body["state"].get<std::string>();
+  return d.run(id)["state"].get<std::string>();
 }
 
 // Counters of every role, read twice a while apart.

@@ -144,6 +144,14 @@ reply test_daemon::call(const std::string& method, const std::string& target,
   return out;
 }
 
+nlohmann::json test_daemon::run(const std::string& id) {
+  return call("GET", "/api/v1/runs/" + id).body;
+}
+
+std::string test_daemon::stdout_of(const std::string& id) const {
+  return slurp(state_ / ("runs/" + id + "/stdout.log"));
+}
+
 reply test_daemon::submit(const std::string& yaml,
                           const std::string& base_dir) {
   nlohmann::json envelope{{"spec", yaml}, {"base_dir", base_dir}};

@@ -35,6 +35,10 @@ public:
              const std::string& body = "",
              const std::string& content_type = "application/json",
              std::optional<std::string> token = std::nullopt);
+  /// GET /api/v1/runs/{id}: the run object (with processes).
+  nlohmann::json run(const std::string& id);
+  /// What run `id` printed to stdout so far (its log file).
+  std::string stdout_of(const std::string& id) const;
   /// POSTs an experiments YAML document; returns the reply.
   reply submit(const std::string& yaml, const std::string& base_dir = "/tmp");
   /// Sends SIGTERM and waits for the exit code.

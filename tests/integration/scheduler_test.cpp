@@ -16,10 +16,6 @@ using namespace corral::test;
 
 namespace {
 
-nlohmann::json get_run(test_daemon& d, const std::string& id) {
-  return d.call("GET", "/api/v1/runs/" + id).body;
-}
-
 bool all_ended(test_daemon& d) {
   auto runs = d.call("GET", "/api/v1/runs").body["runs"];
   for (auto& r : runs) {
@@ -83,14 +79,14 @@ TEST_CASE("12 runs on 4 GPUs never share a device, follow priority and all "
   REQUIRE_FALSE(positions.empty());
   for (std::size_t i = 0; i < positions.size(); ++i)
     CHECK(positions[i] == static_cast<int>(i + 1));
-  CHECK(get_run(d, "job11")["state"] != "queued");
-  CHECK(get_run(d, "job11")["queue_position"].is_null());
+  CHECK(d.run("job11")["state"] != "queued");
+  CHECK(d.run("job11")["queue_position"].is_null());
 
   REQUIRE(wait_until([&] { return all_ended(d); }, 60s));
   std::vector<usage> uses;
   for (int i = 0; i < 12; ++i) {
     auto id = "job" + std::to_string(i);
-    auto run = get_run(d, id);
+    auto run = d.run(id);
     CHECK(run["state"] == "finished");
     auto u = read_usage(out / id);
     CHECK(u.id == id);
@@ -132,8 +128,7 @@ TEST_CASE("GPUs are held while a run is paused and released when it ends",
                     "\"600\"]\n    gpus: 2\n  - name: waiter\n    command: "
                     "[/bin/true]\n    gpus: 1\n");
   REQUIRE(r.status == 201);
-  REQUIRE(
-      wait_until([&] { return get_run(d, "holder")["state"] == "running"; }));
+  REQUIRE(wait_until([&] { return d.run("holder")["state"] == "running"; }));
   auto gpus = d.call("GET", "/api/v1/gpus");
   REQUIRE(gpus.status == 200);
   CHECK(gpus.body["source"] == "config");
@@ -142,9 +137,9 @@ TEST_CASE("GPUs are held while a run is paused and released when it ends",
   CHECK(gpus.body["gpus"][1]["index"] == 2);
   for (auto& g : gpus.body["gpus"])
     CHECK(g["run"] == "holder");
-  CHECK(get_run(d, "holder")["gpus"] == nlohmann::json({0, 2}));
+  CHECK(d.run("holder")["gpus"] == nlohmann::json({0, 2}));
 
-  auto waiter = get_run(d, "waiter");
+  auto waiter = d.run("waiter");
   CHECK(waiter["state"] == "queued");
   CHECK(waiter["queue_position"] == 1);
   auto p = d.call("POST", "/api/v1/runs/waiter/pause");
@@ -153,12 +148,11 @@ TEST_CASE("GPUs are held while a run is paused and released when it ends",
         != std::string::npos);
 
   REQUIRE(d.call("POST", "/api/v1/runs/holder/pause").status == 200);
-  CHECK(get_run(d, "waiter")["state"] == "queued"); // paused keeps its GPUs
+  CHECK(d.run("waiter")["state"] == "queued"); // paused keeps its GPUs
   REQUIRE(d.call("POST", "/api/v1/runs/holder/stop", R"({"wait": true})").status
           == 200);
-  REQUIRE(
-      wait_until([&] { return get_run(d, "waiter")["state"] == "finished"; }));
-  CHECK(get_run(d, "waiter")["gpus"] == nlohmann::json({0}));
+  REQUIRE(wait_until([&] { return d.run("waiter")["state"] == "finished"; }));
+  CHECK(d.run("waiter")["gpus"] == nlohmann::json({0}));
 }
 
 TEST_CASE("a queued run stopped leaves the queue; an impossible request is 422",
@@ -168,17 +162,16 @@ TEST_CASE("a queued run stopped leaves the queue; an impossible request is 422",
                     "\"600\"]\n    gpus: 1\n  - name: second\n    command: "
                     "[/bin/sleep, \"600\"]\n    gpus: 1\n");
   REQUIRE(r.status == 201);
-  REQUIRE(
-      wait_until([&] { return get_run(d, "first")["state"] == "running"; }));
+  REQUIRE(wait_until([&] { return d.run("first")["state"] == "running"; }));
   auto s = d.call("POST", "/api/v1/runs/second/stop");
   REQUIRE(s.status == 200);
   CHECK(s.body["state"] == "stopped");
-  CHECK(get_run(d, "second")["reason"] == "user");
+  CHECK(d.run("second")["reason"] == "user");
   REQUIRE(d.call("POST", "/api/v1/runs/first/stop", R"({"wait": true})").status
           == 200);
   // Nothing starts the stopped run later.
-  CHECK(get_run(d, "second")["state"] == "stopped");
-  CHECK(get_run(d, "second")["pid"].is_null());
+  CHECK(d.run("second")["state"] == "stopped");
+  CHECK(d.run("second")["pid"].is_null());
 
   auto big = d.submit(
       "experiments:\n  - name: big\n    command: [/bin/true]\n    gpus: 2\n");
@@ -194,11 +187,8 @@ TEST_CASE("a run without GPUs sees CUDA_VISIBLE_DEVICES empty",
   auto r = d.submit("experiments:\n  - name: cpu\n    command: [/bin/sh, -c, "
                     "\"echo [$CUDA_VISIBLE_DEVICES]\"]\n");
   REQUIRE(r.status == 201);
-  REQUIRE(wait_until([&] { return get_run(d, "cpu")["state"] == "finished"; }));
-  std::ifstream log{d.state_dir() + "/runs/cpu/stdout.log"};
-  std::string line;
-  std::getline(log, line);
-  CHECK(line == "[]");
+  REQUIRE(wait_until([&] { return d.run("cpu")["state"] == "finished"; }));
+  CHECK(d.stdout_of("cpu") == "[]\n");
 }
 
 TEST_CASE("on-failure restarts keep the id and count attempts until success",
@@ -218,7 +208,7 @@ TEST_CASE("on-failure restarts keep the id and count attempts until success",
   bool saw_queued_with_retry = false;
   REQUIRE(wait_until(
       [&] {
-        run = get_run(d, "flaky");
+        run = d.run("flaky");
         if (run["state"] == "queued" && run["retry_at"].is_string())
           saw_queued_with_retry = true;
         return run["state"] == "finished";
@@ -247,7 +237,7 @@ TEST_CASE("on-failure restarts keep the id and count attempts until success",
   REQUIRE(r2.status == 201);
   REQUIRE(wait_until(
       [&] {
-        run = get_run(d, "hopeless");
+        run = d.run("hopeless");
         return run["state"] == "failed" && run["attempt"] == 3;
       },
       20s));
@@ -259,13 +249,13 @@ TEST_CASE("a stopped run is never restarted by its policy", "[integration]") {
   auto r = d.submit("experiments:\n  - name: kept\n    command: [/bin/sleep, "
                     "\"600\"]\n    restart: {policy: always, backoff: 50ms}\n");
   REQUIRE(r.status == 201);
-  REQUIRE(wait_until([&] { return get_run(d, "kept")["state"] == "running"; }));
+  REQUIRE(wait_until([&] { return d.run("kept")["state"] == "running"; }));
   auto s = d.call("POST", "/api/v1/runs/kept/stop", R"({"wait": true})");
   REQUIRE(s.status == 200);
   CHECK(s.body["state"] == "stopped");
   std::this_thread::sleep_for(300ms);
-  CHECK(get_run(d, "kept")["state"] == "stopped");
-  CHECK(get_run(d, "kept")["attempt"] == 1);
+  CHECK(d.run("kept")["state"] == "stopped");
+  CHECK(d.run("kept")["attempt"] == 1);
 }
 
 TEST_CASE("max_runtime stops a run and fails it with reason timeout",
@@ -278,7 +268,7 @@ TEST_CASE("max_runtime stops a run and fails it with reason timeout",
   nlohmann::json run;
   REQUIRE(wait_until(
       [&] {
-        run = get_run(d, "slow");
+        run = d.run("slow");
         return run["state"] == "failed";
       },
       20s));
@@ -325,14 +315,14 @@ TEST_CASE("a higher-priority run submitted later starts first when a device "
   REQUIRE(d.submit("experiments:\n" + sleeper("holder", 0)).status == 201);
   REQUIRE(d.submit("experiments:\n" + sleeper("low", 0)).status == 201);
   REQUIRE(d.submit("experiments:\n" + sleeper("high", 5)).status == 201);
-  CHECK(get_run(d, "high")["queue_position"] == 1);
-  CHECK(get_run(d, "low")["queue_position"] == 2);
+  CHECK(d.run("high")["queue_position"] == 1);
+  CHECK(d.run("low")["queue_position"] == 2);
   REQUIRE(d.call("POST", "/api/v1/runs/holder/stop", R"({"wait": true})").status
           == 200);
-  REQUIRE(wait_until([&] { return get_run(d, "high")["state"] == "running"; }));
-  CHECK(get_run(d, "low")["state"] == "queued");
-  CHECK(get_run(d, "low")["queue_position"] == 1);
-  CHECK(get_run(d, "high")["gpus"] == nlohmann::json({0}));
+  REQUIRE(wait_until([&] { return d.run("high")["state"] == "running"; }));
+  CHECK(d.run("low")["state"] == "queued");
+  CHECK(d.run("low")["queue_position"] == 1);
+  CHECK(d.run("high")["gpus"] == nlohmann::json({0}));
 }
 
 TEST_CASE("cpus and memory are placement: what the node cannot hold is 422, "
@@ -351,8 +341,7 @@ TEST_CASE("cpus and memory are placement: what the node cannot hold is 422, "
   r = d.submit("experiments:\n  - name: small\n    command: [/bin/true]\n"
                "    cpus: 1\n    memory: 64M\n");
   REQUIRE(r.status == 201);
-  REQUIRE(
-      wait_until([&] { return get_run(d, "small")["state"] == "finished"; }));
+  REQUIRE(wait_until([&] { return d.run("small")["state"] == "finished"; }));
 }
 
 TEST_CASE("without NVML or a configured inventory the daemon says so and runs "
@@ -401,9 +390,8 @@ TEST_CASE("a restarted run's log goes on in the same file", "[integration]") {
   auto r = d.submit("experiments:\n  - name: again\n    command: " + cmd.dump()
                     + "\n    restart: {policy: on-failure, backoff: 50ms}\n");
   REQUIRE(r.status == 201);
-  REQUIRE(wait_until([&] { return get_run(d, "again")["state"] == "finished"; },
-                     20s));
-  std::ifstream log{d.state_dir() + "/runs/again/stdout.log"};
-  std::string text{std::istreambuf_iterator<char>{log}, {}};
+  REQUIRE(
+      wait_until([&] { return d.run("again")["state"] == "finished"; }, 20s));
+  auto text = d.stdout_of("again");
   CHECK(text == "attempt-1\nattempt-2\n");
 }
