@@ -232,13 +232,15 @@ void observe(self_ptr self) {
     if (st.exec->main_stopped())
       change_state(self, run_state::paused, "external",
                    "main process was stopped from outside (e.g. SIGSTOP)");
-    else if (st.exec->mechanism() == "cgroup-v2" && st.exec->frozen())
+    else if (st.exec->uses_cgroup() && st.exec->frozen())
       change_state(self, run_state::paused, "external",
                    "the run's cgroup was frozen from outside");
   } else if (s == run_state::paused) {
+    // Frozen counts when we froze it, or when its cgroup is frozen by
+    // anyone; one look at the kernel either way.
     bool still = st.exec->main_stopped()
-                 || (st.paused_by_request && st.exec->frozen())
-                 || (st.exec->mechanism() == "cgroup-v2" && st.exec->frozen());
+                 || ((st.paused_by_request || st.exec->uses_cgroup())
+                     && st.exec->frozen());
     if (!still) {
       st.paused_by_request = false;
       change_state(self, run_state::running, "external",
@@ -442,7 +444,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
           auto gen = ++st.pause_generation;
           self->delayed_send(self, st.cfg.pause_timeout, atom::deadline::value,
                              std::string{"pause"}, gen);
-          if (st.exec->mechanism() == "signals")
+          if (!st.exec->uses_cgroup())
             // No kernel notification for "all stopped": look again shortly.
             self->delayed_send(self, milliseconds{1}, atom::deadline::value,
                                std::string{"pause_poll"}, gen);

@@ -59,6 +59,8 @@ public:
 
   /// "cgroup-v2" or "signals".
   std::string mechanism() const;
+  /// True when the tree lives in its own cgroup (else: signals fallback).
+  bool uses_cgroup() const { return cgroup_.has_value(); }
   std::string run_dir() const { return run_dir_; }
   /// Readable when the shim wrote its report (or died).
   int status_fd() const { return status_.get(); }
