@@ -239,6 +239,8 @@ int serve(const serve_flags& flags) {
                           + ": it is built beside the corral binary");
     opts.exec.runs_dir = cfg.state_dir + "/runs";
     opts.exec.cgroup_parent = cgroup_parent(cfg, opts.exec.cgroup_mount);
+    opts.exec.log_max_bytes = cfg.log_max_bytes;
+    opts.exec.log_keep = cfg.log_keep;
     opts.pause_timeout = cfg.pause_timeout;
     opts.threads = defaults::actor_threads;
     auto inventory = load_inventory(cfg);

@@ -33,6 +33,53 @@ std::string where(const std::string& file, const std::string& key,
          + ", column " + std::to_string(m.column + 1) + ")";
 }
 
+/// Smaller files would rotate on nearly every read of the shim (64 KiB).
+constexpr std::uint64_t min_log_size = 64 * 1024;
+
+/// `log_rotate: {size: 100M, count: 3}`; either key may be left out.
+status apply_log_rotate(daemon_config& cfg, const YAML::Node& node,
+                        const std::string& file, const std::string& at) {
+  if (!node.IsMap())
+    return make_error(ec::invalid_spec,
+                      at + ": expected a map like {size: 100M, count: 3}");
+  auto max_bytes = cfg.log_max_bytes;
+  auto keep = cfg.log_keep;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    auto key = it->first.as<std::string>();
+    YAML::Node value = it->second;
+    auto here = where(file, "log_rotate." + key, value.Mark());
+    if (key == "size") {
+      auto size = value.IsScalar() ? parse_size(value.Scalar())
+                                   : result<std::uint64_t>{make_error(
+                                       ec::invalid_spec, "expected a size")};
+      if (!size)
+        return make_error(ec::invalid_spec, here + ": " + size.error().message);
+      if (*size < min_log_size)
+        return make_error(ec::invalid_spec,
+                          here + ": " + value.Scalar()
+                              + " is too small; use at least 64K");
+      max_bytes = *size;
+    } else if (key == "count") {
+      int n = 0;
+      if (!value.IsScalar() || !YAML::convert<int>::decode(value, n) || n < 1
+          || n > max_log_keep)
+        return make_error(ec::invalid_spec,
+                          here
+                              + ": expected the number of rotated files to "
+                                "keep, from 1 to "
+                              + std::to_string(max_log_keep));
+      keep = n;
+    } else {
+      return make_error(ec::invalid_spec,
+                        here + ": unknown key '" + key
+                            + "' (log_rotate takes size and count)");
+    }
+  }
+  cfg.log_max_bytes = max_bytes;
+  cfg.log_keep = keep;
+  return ok;
+}
+
 } // namespace
 
 status apply_config_file(daemon_config& cfg, std::string_view text,
@@ -143,7 +190,10 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
       if (!d)
         return d.error();
       cfg.starvation_timeout = *d;
-    } else if (key == "log_rotate" || key == "executor" || key == "slurm") {
+    } else if (key == "log_rotate") {
+      if (auto applied = apply_log_rotate(cfg, node, file, at); !applied)
+        return applied.error();
+    } else if (key == "executor" || key == "slurm") {
       return make_error(ec::invalid_spec,
                         at + ": '" + key
                             + "' is not supported by this version of corral");

@@ -2,6 +2,7 @@
 /// The daemon's settings: flags of `corral serve` and the config file
 /// (DESIGN.md, "Daemon"), validated with the experiments' error rules.
 
+#include "services/log_index.hpp"
 #include "services/result.hpp"
 #include "services/run_spec.hpp"
 
@@ -27,6 +28,10 @@ struct daemon_config {
   /// Active runs at once across all experiments; nullopt: unlimited.
   std::optional<int> max_concurrent;
   millis starvation_timeout{0};
+  /// `log_rotate: {size, count}`: a run's log file is rotated before it
+  /// grows past `size`; `count` rotated files are kept per stream.
+  std::uint64_t log_max_bytes = default_log_max_bytes;
+  int log_keep = default_log_keep;
 };
 
 /// Defaults, with the state dir from $XDG_STATE_HOME or ~/.local/state.

@@ -139,7 +139,9 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   }
   args.insert(args.end(), {"--cwd", spec.cwd, "--stop-signal",
                            std::to_string(spec.stop.signal), "--grace-ms",
-                           std::to_string(spec.stop.grace.count()), "--"});
+                           std::to_string(spec.stop.grace.count()),
+                           "--log-max-bytes", std::to_string(cfg.log_max_bytes),
+                           "--log-keep", std::to_string(cfg.log_keep), "--"});
   args.insert(args.end(), spec.command.begin(), spec.command.end());
   std::vector<char*> argv;
   for (auto& a : args)

@@ -4,6 +4,7 @@
 /// no timing of its own: the run actor decides when to call what.
 
 #include "services/cgroup.hpp"
+#include "services/log_index.hpp"
 #include "services/pidfd.hpp"
 #include "services/result.hpp"
 #include "services/run_machine.hpp"
@@ -25,6 +26,10 @@ struct executor_config {
   /// Parent directory of the runs' cgroups; nullopt: signals fallback.
   std::optional<std::string> cgroup_parent;
   std::string cgroup_mount; // the v2 mount, to name paths as /proc does
+  /// The shim rotates a run's log file before it grows past this...
+  std::uint64_t log_max_bytes = default_log_max_bytes;
+  /// ...and keeps this many rotated files per stream.
+  int log_keep = default_log_keep;
 };
 
 /// What the shim said on its status pipe.

@@ -29,6 +29,7 @@
 #include "shim/leftovers.hpp"
 #include "shim/log.hpp"
 #include "shim/options.hpp"
+#include "shim/rotating_log.hpp"
 #include "shim/trainer.hpp"
 
 namespace corral::shim {
@@ -52,8 +53,7 @@ constexpr auto drain_limit = 5s;
 struct stream {
   const char* name = "";
   unique_fd pipe;
-  unique_fd file;
-  bool write_failed = false;
+  std::optional<rotating_log> file;
 };
 
 /// The trainer's main process and, once reaped, how it ended.
@@ -115,11 +115,6 @@ int fail_to_start(const options& opts, logger& log, unique_fd& status,
   return written ? 0 : 1;
 }
 
-unique_fd open_log_file(const std::string& path) {
-  return unique_fd{
-      ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)};
-}
-
 /// Moves what the pipe holds into the log file. Returns false at EOF (or
 /// on a read error, which ends the stream too).
 bool relay(stream& s, logger& log, char* buf) {
@@ -137,12 +132,9 @@ bool relay(stream& s, logger& log, char* buf) {
     if (n == 0)
       return false;
     auto size = static_cast<std::size_t>(n);
-    // A full disk must not block the trainer: say so once, keep reading.
-    if (!write_all(s.file.get(), {buf, size}) && !s.write_failed) {
-      s.write_failed = true;
-      log.warn("cannot write %s.log: %s; its output is being lost", s.name,
-               std::strerror(errno));
-    }
+    // A full disk must not block the trainer: the file says so once and
+    // we keep reading.
+    s.file->write({buf, size}, unix_time_ms(), log);
     if (size < relay_chunk)
       return true; // the pipe is empty: spare the EAGAIN round trip
   }
@@ -336,13 +328,16 @@ int run(int argc, char** argv) {
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
     log.warn("cannot become a subreaper: %s", std::strerror(errno));
 
-  stream out{"stdout", {}, open_log_file(opts.run_dir + "/stdout.log")};
-  stream err{"stderr", {}, open_log_file(opts.run_dir + "/stderr.log")};
-  for (auto* s : {&out, &err})
-    if (!s->file)
-      return fail_to_start(opts, log, status,
-                           "cannot open " + opts.run_dir + "/" + s->name
-                               + ".log: " + std::strerror(errno));
+  stream out{"stdout", {}, {}};
+  stream err{"stderr", {}, {}};
+  rotating_log::limits limits{opts.log_max_bytes, opts.log_keep};
+  for (auto [s, which] :
+       {std::pair{&out, log_stream::out}, std::pair{&err, log_stream::err}}) {
+    auto file = rotating_log::open(opts.run_dir, which, limits);
+    if (!file)
+      return fail_to_start(opts, log, status, file.error().message);
+    s->file.emplace(std::move(*file));
+  }
   unique_fd out_w, err_w;
   for (auto [s, w] : {std::pair{&out, &out_w}, std::pair{&err, &err_w}}) {
     int fds[2];

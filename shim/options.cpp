@@ -1,6 +1,7 @@
 #include "shim/options.hpp"
 
 #include <charconv>
+#include <optional>
 #include <string_view>
 
 #include "services/pidfd.hpp"
@@ -13,8 +14,19 @@ error usage(std::string what) {
   return make_error(ec::bad_request,
                     "corral-shim: " + what
                         + " (usage: corral-shim --run-dir DIR [--cgroup DIR]"
-                          " --cwd DIR --stop-signal N --grace-ms N -- ARGV0"
+                          " --cwd DIR --stop-signal N --grace-ms N"
+                          " [--log-max-bytes N] [--log-keep N] -- ARGV0"
                           " ARGS...)");
+}
+
+/// A whole number of at least 1, or nullopt.
+template <class T>
+std::optional<T> positive(std::string_view text) {
+  T v{};
+  auto [ptr, err] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (err != std::errc{} || ptr != text.data() + text.size() || v < 1)
+    return std::nullopt;
+  return v;
 }
 
 } // namespace
@@ -53,6 +65,23 @@ result<options> parse_options(int argc, char** argv) {
         return usage("--grace-ms wants milliseconds, not '" + std::string{value}
                      + "'");
       opts.grace = std::chrono::milliseconds{ms};
+    } else if (flag == "--log-max-bytes") {
+      auto n = positive<std::uint64_t>(value);
+      if (!n)
+        return usage("--log-max-bytes wants a size in bytes of at least 1, "
+                     "not '"
+                     + std::string{value} + "'");
+      opts.log_max_bytes = *n;
+    } else if (flag == "--log-keep") {
+      // 0 would make a rotation drop the output it just rotated; each
+      // rotation renames every kept file, hence the upper bound.
+      auto n = positive<int>(value);
+      if (!n || *n > max_log_keep)
+        return usage("--log-keep wants the number of rotated log files to "
+                     "keep, from 1 to "
+                     + std::to_string(max_log_keep) + ", not '"
+                     + std::string{value} + "'");
+      opts.log_keep = *n;
     } else {
       return usage("unknown flag " + std::string{flag});
     }

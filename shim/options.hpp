@@ -1,12 +1,15 @@
 #pragma once
 /// The shim's command line, as the daemon writes it:
 ///   corral-shim --run-dir DIR [--cgroup CGROUP_DIR] --cwd DIR
-///               --stop-signal N --grace-ms N -- ARGV0 ARGS...
+///               --stop-signal N --grace-ms N
+///               [--log-max-bytes N] [--log-keep N] -- ARGV0 ARGS...
 
+#include "services/log_index.hpp"
 #include "services/result.hpp"
 
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +28,10 @@ struct options {
   int stop_signal = SIGTERM;
   /// How long leftovers get between the stop signal and SIGKILL.
   std::chrono::milliseconds grace{30000};
+  /// A log file is rotated before it grows past this (at least 1).
+  std::uint64_t log_max_bytes = default_log_max_bytes;
+  /// Rotated log files kept per stream (at least 1).
+  int log_keep = default_log_keep;
   /// The trainer's argv; argv[0] is looked up in PATH.
   std::vector<std::string> argv;
 };

@@ -53,7 +53,7 @@ TEST_CASE("config errors name the file, key, line and column") {
   CHECK(r.error().code == ec::bad_request);
   CHECK(r.error().message.find("c.yaml: YAML syntax error at line") == 0);
 
-  r = apply_config_file(aut, "log_rotate: {size: 1M}\n", "c.yaml");
+  r = apply_config_file(aut, "executor: slurm\n", "c.yaml");
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("not supported") != std::string::npos);
 
@@ -85,4 +85,49 @@ TEST_CASE("listen addresses split into host and port") {
   CHECK(is_loopback("::1"));
   CHECK(is_loopback("localhost"));
   CHECK_FALSE(is_loopback("0.0.0.0"));
+}
+
+TEST_CASE("log_rotate sets the size and count of a run's log files") {
+  auto aut = default_daemon_config();
+  CHECK(aut.log_max_bytes == 100 * 1024 * 1024);
+  CHECK(aut.log_keep == 3);
+  REQUIRE(
+      apply_config_file(aut, "log_rotate: {size: 10M, count: 5}\n", "c.yaml"));
+  CHECK(aut.log_max_bytes == 10 * 1024 * 1024);
+  CHECK(aut.log_keep == 5);
+  // Either key alone keeps the other.
+  REQUIRE(apply_config_file(aut, "log_rotate:\n  count: 1\n", "c.yaml"));
+  CHECK(aut.log_max_bytes == 10 * 1024 * 1024);
+  CHECK(aut.log_keep == 1);
+  REQUIRE(apply_config_file(aut, "log_rotate: {size: 1.5G}\n", "c.yaml"));
+  CHECK(aut.log_max_bytes == 1536ull * 1024 * 1024);
+
+  auto fails = [&](const std::string& yaml, const std::string& start,
+                   const std::string& part) {
+    auto before = aut;
+    auto r = apply_config_file(aut, yaml, "c.yaml");
+    INFO(yaml);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ec::invalid_spec);
+    CHECK(r.error().message.find(start) == 0);
+    CHECK(r.error().message.find(part) != std::string::npos);
+    // Nothing of a refused setting is applied.
+    CHECK(aut.log_max_bytes == before.log_max_bytes);
+    CHECK(aut.log_keep == before.log_keep);
+  };
+  fails("log_rotate: 100M\n", "c.yaml: log_rotate (line 1, column 13)",
+        "expected a map");
+  fails("log_rotate: {size: 1M, count: 0}\n",
+        "c.yaml: log_rotate.count (line 1, column 31)", "from 1 to 1000");
+  fails("log_rotate: {count: many}\n", "c.yaml: log_rotate.count", "from 1");
+  fails("log_rotate: {count: 2.5}\n", "c.yaml: log_rotate.count", "from 1");
+  fails("log_rotate: {size: 1M, count: 3, compress: true}\n",
+        "c.yaml: log_rotate.compress (line 1, column 44)",
+        "unknown key 'compress'");
+  fails("log_rotate:\n  size: lots\n",
+        "c.yaml: log_rotate.size (line 2, column 9)", "invalid size");
+  fails("log_rotate: {size: [1M]}\n", "c.yaml: log_rotate.size",
+        "expected a size");
+  fails("log_rotate: {size: 1000}\n", "c.yaml: log_rotate.size",
+        "too small; use at least 64K");
 }
