@@ -30,6 +30,8 @@ int http_status(ec code) {
       return 503;
     case ec::pause_timeout:
       return 504;
+    case ec::range_not_satisfiable:
+      return 416;
   }
   return 500;
 }
@@ -62,6 +64,8 @@ std::string_view code_name(ec code) {
       return "unavailable";
     case ec::pause_timeout:
       return "pause_timeout";
+    case ec::range_not_satisfiable:
+      return "range_not_satisfiable";
   }
   return "internal";
 }

@@ -25,6 +25,9 @@ enum class ec : std::uint8_t {
   internal,               // 500
   unavailable,            // 503: daemon shutting down
   pause_timeout,          // 504
+  // Appended rather than sorted by status: codes travel as numbers in CAF
+  // errors, so existing values keep theirs.
+  range_not_satisfiable, // 416: Range header beyond the file
 };
 
 /// HTTP status for an error code.
