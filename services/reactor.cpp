@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <stdexcept>
 #include <vector>
@@ -54,17 +55,28 @@ void reactor::unwatch(int fd) {
 int reactor::watch_path(const std::string& path, path_handler handler,
                         std::uint32_t mask) {
   std::lock_guard guard{mtx_};
-  int wd = ::inotify_add_watch(inotify_.get(), path.c_str(), mask);
+  // One inotify watch per inode, whoever asks: IN_MASK_ADD keeps the
+  // events an earlier subscriber wanted.
+  int wd
+      = ::inotify_add_watch(inotify_.get(), path.c_str(), mask | IN_MASK_ADD);
   if (wd < 0)
     return -1;
-  paths_[wd] = std::make_shared<path_handler>(std::move(handler));
-  return wd;
+  int id = next_path_id_++;
+  paths_[id] = {wd, std::make_shared<path_handler>(std::move(handler))};
+  return id;
 }
 
 void reactor::unwatch_path(int id) {
   std::lock_guard guard{mtx_};
-  ::inotify_rm_watch(inotify_.get(), id);
-  paths_.erase(id);
+  auto it = paths_.find(id);
+  if (it == paths_.end())
+    return;
+  int wd = it->second.wd;
+  paths_.erase(it);
+  for (auto& [other, sub] : paths_)
+    if (sub.wd == wd)
+      return; // still wanted by someone else
+  ::inotify_rm_watch(inotify_.get(), wd);
 }
 
 void reactor::on_inotify() {
@@ -73,18 +85,24 @@ void reactor::on_inotify() {
     auto n = ::read(inotify_.get(), buf, sizeof buf);
     if (n <= 0)
       return;
+    // Coalesced per read: a burst of writes to one directory wakes each
+    // subscriber once, not once per event.
+    std::vector<int> wds;
     for (char* p = buf; p < buf + n;) {
       auto* ev = reinterpret_cast<inotify_event*>(p);
       p += sizeof(inotify_event) + ev->len;
-      std::shared_ptr<path_handler> h;
-      {
-        std::lock_guard guard{mtx_};
-        if (auto it = paths_.find(ev->wd); it != paths_.end())
-          h = it->second;
-      }
-      if (h)
-        (*h)();
+      if (std::find(wds.begin(), wds.end(), ev->wd) == wds.end())
+        wds.push_back(ev->wd);
     }
+    std::vector<std::shared_ptr<path_handler>> hs;
+    {
+      std::lock_guard guard{mtx_};
+      for (auto& [id, sub] : paths_)
+        if (std::find(wds.begin(), wds.end(), sub.wd) != wds.end())
+          hs.push_back(sub.handler);
+    }
+    for (auto& h : hs)
+      (*h)();
   }
 }
 

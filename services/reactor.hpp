@@ -32,8 +32,9 @@ public:
   bool watch(int fd, std::uint32_t events, fd_handler handler);
   void unwatch(int fd);
 
-  /// Watches a file with the one shared inotify instance (IN_MODIFY by
-  /// default); returns a watch id for unwatch_path, or -1.
+  /// Watches a file or directory with the one shared inotify instance
+  /// (IN_MODIFY by default); several subscribers may watch one path.
+  /// Returns a subscription id for unwatch_path, or -1.
   int watch_path(const std::string& path, path_handler handler,
                  std::uint32_t mask = 0x00000002 /* IN_MODIFY */);
   void unwatch_path(int id);
@@ -47,7 +48,12 @@ private:
   unique_fd wake_; // eventfd to end the loop
   std::mutex mtx_;
   std::map<int, std::shared_ptr<fd_handler>> fds_;
-  std::map<int, std::shared_ptr<path_handler>> paths_;
+  struct path_subscription {
+    int wd;
+    std::shared_ptr<path_handler> handler;
+  };
+  std::map<int, path_subscription> paths_; // by subscription id
+  int next_path_id_ = 1;
   std::thread thread_;
 };
 

@@ -163,6 +163,39 @@ TEST_CASE("the reactor turns pipe readiness and file changes into callbacks",
   ::close(fds[1]);
 }
 
+TEST_CASE("several subscribers of one path each hear of changes",
+          "[integration]") {
+  reactor aut;
+  char path[] = "/tmp/corral-reactor-XXXXXX";
+  REQUIRE(::mkdtemp(path) != nullptr);
+  std::string dir = path;
+  std::atomic<int> a{0};
+  std::atomic<int> b{0};
+  // One directory, two subscribers with different masks (IN_CREATE,
+  // IN_MODIFY): one inotify watch serves both.
+  auto ia = aut.watch_path(
+      dir, [&] { ++a; }, 0x00000100 /* IN_CREATE */);
+  auto ib = aut.watch_path(
+      dir, [&] { ++b; }, 0x00000002 /* IN_MODIFY */);
+  REQUIRE(ia >= 0);
+  REQUIRE(ib >= 0);
+  CHECK(ia != ib);
+  int fd = ::open((dir + "/f").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  REQUIRE(fd >= 0);
+  CHECK(eventually([&] { return a.load() >= 1 && b.load() >= 1; }));
+  // Dropping one leaves the other listening.
+  aut.unwatch_path(ia);
+  auto before_a = a.load();
+  auto before_b = b.load();
+  REQUIRE(::write(fd, "x", 1) == 1);
+  CHECK(eventually([&] { return b.load() > before_b; }));
+  CHECK(a.load() == before_a);
+  aut.unwatch_path(ib);
+  ::close(fd);
+  ::unlink((dir + "/f").c_str());
+  ::rmdir(dir.c_str());
+}
+
 TEST_CASE("a cgroup freezes, reports it, thaws and kills its members",
           "[integration]") {
   auto mount = find_cgroup2_mount();

@@ -1,0 +1,38 @@
+#pragma once
+/// Notices the checkpoints and videos a run writes: which directories to
+/// watch with inotify, and what a rescan found new. Plain C++ for the run
+/// actor.
+
+#include "services/artifacts.hpp"
+#include "services/run_spec.hpp"
+
+#include <string>
+#include <vector>
+
+namespace corral {
+
+class artifact_watch {
+public:
+  artifact_watch(std::string cwd, artifacts_spec spec);
+
+  /// False when the experiment declares no pattern.
+  bool enabled() const;
+  /// The existing directories where a pattern's files would appear: each
+  /// pattern's directory part up to its first wildcard, or its nearest
+  /// existing parent (to notice the directory being created). Deeper
+  /// directories (`**`) are found by periodic rescans.
+  std::vector<std::string> directories() const;
+  /// Scans again; returns the files that are new or changed since the
+  /// previous scan. The first scan only sets the baseline: files from
+  /// before the run started are not news.
+  std::vector<artifact> rescan();
+  const std::vector<artifact>& current() const { return current_; }
+
+private:
+  std::string cwd_;
+  artifacts_spec spec_;
+  std::vector<artifact> current_;
+  bool scanned_ = false;
+};
+
+} // namespace corral

@@ -1,0 +1,128 @@
+#include "services/run_output.hpp"
+
+#include <algorithm>
+
+namespace corral {
+
+namespace {
+
+bool selected(const log_selection& sel, log_stream s) {
+  return s == log_stream::out ? sel.out : sel.err;
+}
+
+} // namespace
+
+result<std::unique_ptr<run_output>>
+run_output::make(std::string run_dir, const progress_spec& progress,
+                 const std::string& cwd) {
+  auto out = std::make_unique<run_output>(private_tag{});
+  out->run_dir_ = std::move(run_dir);
+  for (auto* parser : {&out->out_parser_, &out->err_parser_}) {
+    auto p = make_metrics_parser(progress);
+    if (!p)
+      return p.error();
+    *parser = std::move(*p);
+  }
+  if (progress.format == "csv" && !progress.file.empty())
+    out->csv_ = std::make_unique<csv_follower>(progress.file.front() == '/'
+                                                   ? progress.file
+                                                   : cwd + "/" + progress.file);
+  out->store_
+      = std::make_unique<metrics_store>(progress.counter, progress.total);
+  return out;
+}
+
+void run_output::follow() {
+  if (!tailer_)
+    tailer_ = std::make_unique<log_tailer>(run_dir_, log_cursor{}, keep_);
+}
+
+void run_output::feed(const log_line& l, double active_s) {
+  auto& parser = l.stream == log_stream::out ? out_parser_ : err_parser_;
+  if (!parser)
+    return;
+  for (auto& record : parser->feed(l.text))
+    store_->add(record, l.t, active_s);
+}
+
+std::size_t run_output::poll(double active_s, bool final) {
+  if (!tailer_)
+    return 0;
+  constexpr std::size_t batch = 10000;
+  std::size_t total = 0;
+  for (;;) {
+    auto lines = tailer_->poll(batch, final);
+    for (auto& l : lines)
+      feed(l, active_s);
+    total += lines.size();
+    if (lines.size() < batch)
+      return total;
+  }
+}
+
+void run_output::poll_csv(double active_s) {
+  if (!csv_)
+    return;
+  auto now = std::chrono::system_clock::now();
+  for (auto& record : csv_->poll())
+    store_->add(record, now, active_s);
+}
+
+result<log_answer> run_output::query(const log_query& q, bool final) const {
+  log_answer a;
+  if (!q.since) {
+    if (tailer_) {
+      auto& recent = tailer_->recent();
+      std::vector<const log_line*> picked;
+      for (auto it = recent.rbegin();
+           it != recent.rend() && picked.size() < q.tail; ++it)
+        if (selected(q.streams, it->stream))
+          picked.push_back(&*it);
+      // Memory answers when it has enough lines, or every line there is.
+      if (picked.size() >= q.tail || recent.size() < keep_) {
+        for (auto it = picked.rbegin(); it != picked.rend(); ++it)
+          a.lines.push_back(**it);
+        a.cursor = tailer_->cursor();
+        a.ended = final;
+        return a;
+      }
+    }
+    auto page = tail_logs(run_dir_, q.streams, q.tail, final);
+    if (!page)
+      return page.error();
+    a.lines = std::move(page->lines);
+    a.cursor = page->cursor;
+    a.ended = final;
+    return a;
+  }
+  auto page = read_logs(run_dir_, q.streams, *q.since,
+                        std::max<std::size_t>(q.limit, 1), final);
+  if (!page)
+    return page.error();
+  a.lines = std::move(page->lines);
+  a.cursor = page->cursor;
+  a.ended = final && !page->more;
+  return a;
+}
+
+bool run_output::has_news(const log_query& q) const {
+  if (!tailer_ || !q.since)
+    return true;
+  auto at = tailer_->cursor();
+  return (q.streams.out && at.out > q.since->out)
+         || (q.streams.err && at.err > q.since->err);
+}
+
+nlohmann::json run_output::metrics_json() const {
+  return {{"latest", store_->latest_json()}, {"series", store_->series_json()}};
+}
+
+nlohmann::json run_output::latest_metrics() const {
+  return store_->latest_json();
+}
+
+progress_estimate run_output::estimate(double active_now) const {
+  return store_->estimate(active_now);
+}
+
+} // namespace corral

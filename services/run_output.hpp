@@ -1,0 +1,71 @@
+#pragma once
+/// What a run prints, followed for the run actor: the log tailer, the
+/// progress parsers fed by it, and the answers to log queries. Plain C++,
+/// so the actor stays a thin layer of messages.
+
+#include "services/api_backend.hpp"
+#include "services/log_files.hpp"
+#include "services/metrics.hpp"
+#include "services/result.hpp"
+#include "services/run_spec.hpp"
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace corral {
+
+class run_output {
+  struct private_tag {};
+
+public:
+  /// Use make(); public only for make_unique.
+  explicit run_output(private_tag) {}
+
+  /// `run_dir` holds the shim's log files; `cwd` resolves a relative
+  /// progress.file. Fails when the progress spec cannot be parsed (a regex
+  /// that does not compile).
+  static result<std::unique_ptr<run_output>> make(std::string run_dir,
+                                                  const progress_spec& progress,
+                                                  const std::string& cwd);
+
+  /// Starts following the log files from their beginning (the run's first
+  /// attempt has just created them); later calls keep the position.
+  void follow();
+  /// Reads the new complete lines (all of them with `final`: the run has
+  /// ended) and feeds them to the progress parsers. `active_s` is the
+  /// run's running time so far. Returns how many lines were new.
+  std::size_t poll(double active_s, bool final = false);
+  /// Reads new rows of a CSV progress file, if the format is csv.
+  void poll_csv(double active_s);
+
+  /// Answers a log query from memory when it can, from the files when it
+  /// must. `final`: the run has ended for good.
+  result<log_answer> query(const log_query& q, bool final) const;
+  /// True when lines were read beyond `since` on a stream `q` selects, so
+  /// a waiting follower has something to get.
+  bool has_news(const log_query& q) const;
+
+  /// {"latest": {...}, "series": {...}}.
+  nlohmann::json metrics_json() const;
+  /// {"time/fps": 1207, ...}.
+  nlohmann::json latest_metrics() const;
+  progress_estimate estimate(double active_now) const;
+
+private:
+  void feed(const log_line& l, double active_s);
+
+  std::string run_dir_;
+  std::unique_ptr<log_tailer> tailer_;
+  std::unique_ptr<metrics_parser> out_parser_; // one per stream: a table
+  std::unique_ptr<metrics_parser> err_parser_; // must not interleave
+  std::unique_ptr<csv_follower> csv_;
+  std::unique_ptr<metrics_store> store_;
+  /// The tailer started at the first byte and has dropped nothing yet, so
+  /// its memory holds every line.
+  bool memory_complete_ = true;
+  std::size_t keep_ = 2000;
+};
+
+} // namespace corral
