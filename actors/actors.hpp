@@ -20,7 +20,11 @@ using view_result = result<run_view>;
 using views_result = result<std::vector<run_view>>;
 using ok_result = result<ok_t>;
 using gpus_result = result<gpu_report>;
-using events_result = result<std::vector<run_event>>;
+using event_page_result = result<event_answer>;
+using logs_result = result<log_answer>;
+using json_result = result<nlohmann::json>;
+using artifacts_result = result<artifact_report>;
+using artifact_result = result<artifact>;
 
 } // namespace corral
 
@@ -29,7 +33,14 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::view_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::views_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::ok_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::gpus_result)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::events_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::event_page_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::logs_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::json_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::artifacts_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::artifact_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::event_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::log_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_event)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<int>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_view)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_spec)
@@ -60,14 +71,31 @@ using start = caf::atom_constant<caf::atom("start")>;
 using requeue = caf::atom_constant<caf::atom("requeue")>;
 using gpus = caf::atom_constant<caf::atom("gpus")>;
 using events = caf::atom_constant<caf::atom("events")>;
+using event = caf::atom_constant<caf::atom("event")>;
+using logs = caf::atom_constant<caf::atom("logs")>;
+using metrics = caf::atom_constant<caf::atom("metrics")>;
+using artifacts = caf::atom_constant<caf::atom("artifacts")>;
+using artifact = caf::atom_constant<caf::atom("artifact")>;
+using restart = caf::atom_constant<caf::atom("restart")>;
+using output = caf::atom_constant<caf::atom("output")>;
+using files = caf::atom_constant<caf::atom("files")>;
 } // namespace atom
 
 /// One run: owns its executor (shim + cgroup + pidfds) and state machine.
 using run_actor = caf::typed_actor<
     /// The run's view; with processes when the flag is set.
     caf::replies_to<atom::get, bool>::with<view_result>,
-    /// The run's recent events, oldest first.
-    caf::replies_to<atom::events>::with<events_result>,
+    /// The run's recent events after a position, oldest first; with wait,
+    /// answers once there is one, the run ended for good, or time is up.
+    caf::replies_to<atom::events, event_query>::with<event_page_result>,
+    /// The run's output lines (a tail, or what follows a cursor).
+    caf::replies_to<atom::logs, log_query>::with<logs_result>,
+    /// Latest metric values and their series.
+    caf::replies_to<atom::metrics>::with<json_result>,
+    /// The files the artifact patterns match now.
+    caf::replies_to<atom::artifacts>::with<artifacts_result>,
+    /// The file behind one artifact name, if it may be served.
+    caf::replies_to<atom::artifact, std::string>::with<artifact_result>,
     /// Freezes the whole tree; answers once the kernel confirms.
     caf::replies_to<atom::pause>::with<view_result>,
     /// Thaws and SIGCONTs the whole tree.
@@ -86,6 +114,10 @@ using run_actor = caf::typed_actor<
     caf::reacts_to<atom::main_exit>,
     /// cgroup.events changed (from the reactor).
     caf::reacts_to<atom::cg_event>,
+    /// The run's log files changed (from the reactor).
+    caf::reacts_to<atom::output>,
+    /// A directory an artifact pattern looks at changed (from the reactor).
+    caf::reacts_to<atom::files>,
     /// Periodic observation of the tree (external SIGSTOP/SIGCONT).
     caf::reacts_to<atom::tick>,
     /// A timer of the given kind and generation fired.
@@ -102,7 +134,20 @@ using registry_actor = caf::typed_actor<
     /// One run (with processes when the flag is set).
     caf::replies_to<atom::get, std::string, bool>::with<view_result>,
     caf::replies_to<atom::pause, std::string>::with<view_result>,
-    caf::replies_to<atom::events, std::string>::with<events_result>,
+    /// One run's events, or with an empty id every run's.
+    caf::replies_to<atom::events, std::string,
+                    event_query>::with<event_page_result>,
+    caf::replies_to<atom::logs, std::string, log_query>::with<logs_result>,
+    caf::replies_to<atom::metrics, std::string>::with<json_result>,
+    caf::replies_to<atom::artifacts, std::string>::with<artifacts_result>,
+    caf::replies_to<atom::artifact, std::string,
+                    std::string>::with<artifact_result>,
+    /// A new run of an ended run's spec.
+    caf::replies_to<atom::restart, std::string>::with<view_result>,
+    /// A run recorded an event: it joins the daemon-wide stream.
+    caf::reacts_to<atom::event, run_event>,
+    /// A wait on the daemon-wide events is over (waiter id).
+    caf::reacts_to<atom::deadline, std::uint64_t>,
     caf::replies_to<atom::resume, std::string>::with<view_result>,
     caf::replies_to<atom::stop, std::string, stop_request>::with<view_result>,
     /// Forgets an ended run.

@@ -40,8 +40,28 @@ public:
   void remove(std::string id, reply<ok_t> done) override {
     ask<ok_result>(std::move(done), atom::remove::value, std::move(id));
   }
-  void events(std::string id, reply<std::vector<run_event>> done) override {
-    ask<events_result>(std::move(done), atom::events::value, std::move(id));
+  void restart(std::string id, reply<run_view> done) override {
+    ask<view_result>(std::move(done), atom::restart::value, std::move(id));
+  }
+  void events(std::string id, event_query q,
+              reply<event_answer> done) override {
+    ask<event_page_result>(std::move(done), atom::events::value, std::move(id),
+                           q);
+  }
+  void logs(std::string id, log_query q, reply<log_answer> done) override {
+    ask<logs_result>(std::move(done), atom::logs::value, std::move(id), q);
+  }
+  void metrics(std::string id, reply<nlohmann::json> done) override {
+    ask<json_result>(std::move(done), atom::metrics::value, std::move(id));
+  }
+  void artifacts(std::string id, reply<artifact_report> done) override {
+    ask<artifacts_result>(std::move(done), atom::artifacts::value,
+                          std::move(id));
+  }
+  void artifact_file(std::string id, std::string name,
+                     reply<artifact> done) override {
+    ask<artifact_result>(std::move(done), atom::artifact::value, std::move(id),
+                         std::move(name));
   }
   void gpus(reply<gpu_report> done) override {
     ask<gpus_result>(std::move(done), atom::gpus::value);

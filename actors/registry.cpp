@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "services/artifacts.hpp"
 #include "services/spec.hpp"
 
 namespace corral {
@@ -118,6 +119,42 @@ void maybe_finish_shutdown(self_ptr self) {
   st.shutdown_waiters.clear();
 }
 
+constexpr std::size_t max_events = 10000;
+
+event_answer global_events_after(self_ptr self, const event_query& q) {
+  auto& st = self->state;
+  event_answer a;
+  for (auto& e : st.events)
+    if (!q.after || e.seq > *q.after)
+      a.events.push_back(e);
+  a.last = st.event_seq;
+  return a;
+}
+
+// Creates a run actor and queues it. `tmpl` is the spec as submitted,
+// `spec` the same with placeholders bound for this id.
+void create_run(self_ptr self, const std::string& id, run_spec tmpl,
+                run_spec spec, std::optional<std::string> restart_of) {
+  auto& st = self->state;
+  run_config rc;
+  rc.id = id;
+  rc.spec = spec;
+  rc.tmpl = tmpl;
+  rc.restart_of = std::move(restart_of);
+  rc.exec = st.cfg.exec;
+  rc.events = st.cfg.events;
+  rc.pause_timeout = st.cfg.pause_timeout;
+  rc.inventory = st.cfg.inventory;
+  rc.registry = caf::actor_cast<registry_actor>(self);
+  auto req = request_of(id, rc.spec, st.next_seq++);
+  st.runs.emplace(id, self->spawn(run, std::move(rc)));
+  st.requests.emplace(id, req);
+  st.templates.emplace(id, std::move(tmpl));
+  st.specs.emplace(id, std::move(spec));
+  st.sched->enqueue(req, scheduler::clock::now());
+  st.order.push_back(id);
+}
+
 template <class Atom, class Result = view_result, class... Ts>
 caf::result<Result> forward(self_ptr self, const std::string& id, Ts... xs) {
   auto it = self->state.runs.find(id);
@@ -177,9 +214,11 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         for (auto& [id, hdl] : st.runs)
           taken.insert(id);
         std::vector<std::pair<std::string, run_spec>> planned;
+        std::vector<run_spec> templates;
         for (auto& spec : specs) {
           auto id = unique_run_id(spec.id_base, taken);
           taken.insert(id);
+          templates.push_back(spec);
           expand_run_placeholders(spec, id, "");
           planned.emplace_back(id, std::move(spec));
         }
@@ -198,20 +237,10 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           return views_result{std::move(out)};
         }
         std::vector<std::string> ids;
-        for (auto& [id, spec] : planned) {
-          run_config rc;
-          rc.id = id;
-          rc.spec = std::move(spec);
-          rc.exec = st.cfg.exec;
-          rc.events = st.cfg.events;
-          rc.pause_timeout = st.cfg.pause_timeout;
-          rc.inventory = st.cfg.inventory;
-          rc.registry = caf::actor_cast<registry_actor>(self);
-          auto req = request_of(id, rc.spec, st.next_seq++);
-          st.runs.emplace(id, self->spawn(run, std::move(rc)));
-          st.requests.emplace(id, req);
-          st.sched->enqueue(req, scheduler::clock::now());
-          st.order.push_back(id);
+        for (std::size_t i = 0; i < planned.size(); ++i) {
+          auto& [id, spec] = planned[i];
+          create_run(self, id, std::move(templates[i]), std::move(spec),
+                     std::nullopt);
           ids.push_back(id);
         }
         spdlog::info("registry creates {} run(s)", ids.size());
@@ -256,8 +285,112 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [=](atom::pause, std::string id) {
         return forward<atom::pause>(self, id);
       },
-      [=](atom::events, std::string id) {
-        return forward<atom::events, events_result>(self, id);
+      [=](atom::events, std::string id,
+          event_query q) -> caf::result<event_page_result> {
+        if (!id.empty())
+          return forward<atom::events, event_page_result>(self, id, q);
+        auto& st = self->state;
+        auto a = global_events_after(self, q);
+        if (!q.wait || !a.events.empty())
+          return event_page_result{std::move(a)};
+        auto wid = ++st.next_waiter;
+        auto rp = self->make_response_promise<event_page_result>();
+        st.event_waiters.push_back({wid, q, rp});
+        self->delayed_send(self, q.wait_timeout, atom::deadline::value, wid);
+        return rp;
+      },
+      [=](atom::logs, std::string id, log_query q) {
+        return forward<atom::logs, logs_result>(self, id, q);
+      },
+      [=](atom::metrics, std::string id) {
+        return forward<atom::metrics, json_result>(self, id);
+      },
+      [=](atom::artifacts, std::string id) {
+        return forward<atom::artifacts, artifacts_result>(self, id);
+      },
+      [=](atom::artifact, std::string id, std::string name) {
+        return forward<atom::artifact, artifact_result>(self, id, name);
+      },
+      [=](atom::restart, std::string id) -> caf::result<view_result> {
+        auto& st = self->state;
+        auto it = st.runs.find(id);
+        if (it == st.runs.end())
+          return view_result{no_such_run(id)};
+        if (st.shutting_down)
+          return view_result{
+              make_error(ec::unavailable, "the daemon is shutting down")};
+        auto rp = self->make_response_promise<view_result>();
+        self->request(it->second, caf::infinite, atom::get::value, false)
+            .then(
+                [=](view_result& r) mutable {
+                  if (!r) {
+                    rp.deliver(view_result{r.error()});
+                    return;
+                  }
+                  auto& st = self->state;
+                  if (!is_ended(r->state) || !st.ended.count(id)) {
+                    rp.deliver(view_result{make_error(
+                        ec::invalid_transition,
+                        "run " + id + " is " + std::string(to_string(r->state))
+                            + "; only an ended run can be restarted (stop it "
+                              "first)")});
+                    return;
+                  }
+                  auto tmpl = st.templates.at(id);
+                  auto& old = st.specs.at(id);
+                  auto newest = latest_checkpoint(old.cwd, old.artifacts);
+                  std::set<std::string> taken;
+                  for (auto& [other, hdl] : st.runs)
+                    taken.insert(other);
+                  auto new_id = unique_run_id(tmpl.id_base, taken);
+                  auto spec = tmpl;
+                  expand_run_placeholders(spec, new_id,
+                                          newest ? newest->path : "");
+                  spdlog::info(
+                      "registry restarts run/{} as run/{}{}", id, new_id,
+                      newest ? " from " + newest->path : std::string{});
+                  create_run(self, new_id, std::move(tmpl), std::move(spec),
+                             id);
+                  schedule(self);
+                  self->request(st.runs.at(new_id), caf::infinite,
+                                atom::get::value, true)
+                      .then(
+                          [=](view_result& v) mutable {
+                            if (v)
+                              fill_queue_position(self, v.value());
+                            rp.deliver(std::move(v));
+                          },
+                          [=](caf::error&) mutable {
+                            rp.deliver(view_result{no_such_run(new_id)});
+                          });
+                },
+                [=](caf::error&) mutable {
+                  rp.deliver(view_result{no_such_run(id)});
+                });
+        return rp;
+      },
+      [=](atom::event, run_event e) {
+        auto& st = self->state;
+        e.seq = ++st.event_seq;
+        st.events.push_back(std::move(e));
+        if (st.events.size() > max_events)
+          st.events.pop_front();
+        auto& ws = st.event_waiters;
+        for (auto& w : ws) {
+          event_query q = w.query;
+          w.rp.deliver(event_page_result{global_events_after(self, q)});
+        }
+        ws.clear();
+      },
+      [=](atom::deadline, std::uint64_t wid) {
+        auto& ws = self->state.event_waiters;
+        for (auto it = ws.begin(); it != ws.end(); ++it)
+          if (it->id == wid) {
+            it->rp.deliver(
+                event_page_result{global_events_after(self, it->query)});
+            ws.erase(it);
+            return;
+          }
       },
       [=](atom::resume, std::string id) {
         return forward<atom::resume>(self, id);
@@ -285,6 +418,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                   auto& st = self->state;
                   st.runs.erase(id);
                   st.requests.erase(id);
+                  st.templates.erase(id);
+                  st.specs.erase(id);
                   st.ended.erase(id);
                   std::erase(st.order, id);
                   self->send_exit(hdl, caf::exit_reason::user_shutdown);

@@ -6,6 +6,7 @@
 #include "actors/run.hpp"
 #include "services/scheduler.hpp"
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -31,7 +32,21 @@ struct registry_state {
   std::unique_ptr<scheduler> sched;
   std::map<std::string, run_actor> runs;
   std::map<std::string, sched_request> requests; // what each run asks for
-  std::vector<std::string> order;                // creation order, for listings
+  /// Each run's spec as submitted and as expanded, for restarts.
+  std::map<std::string, run_spec> templates;
+  std::map<std::string, run_spec> specs;
+  /// Every run's events in the order they arrived, bounded; `seq` is
+  /// renumbered daemon-wide.
+  std::deque<run_event> events;
+  std::uint64_t event_seq = 0;
+  struct event_waiter {
+    std::uint64_t id;
+    event_query query;
+    caf::typed_response_promise<event_page_result> rp;
+  };
+  std::vector<event_waiter> event_waiters;
+  std::uint64_t next_waiter = 0;
+  std::vector<std::string> order; // creation order, for listings
   std::set<std::string> ended;
   std::uint64_t next_seq = 0;
   std::vector<caf::typed_response_promise<ok_result>> shutdown_waiters;

@@ -1,14 +1,13 @@
 #include "actors/run.hpp"
 
 #include <sys/epoll.h>
-
-#include <glob.h>
-#include <sys/stat.h>
+#include <sys/inotify.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "services/pidfd.hpp"
+#include "services/spec.hpp"
 
 namespace corral {
 
@@ -19,32 +18,6 @@ using self_ptr = run_actor::stateful_pointer<run_actor_state>;
 
 double seconds_since(steady_clock::time_point t) {
   return duration<double>(steady_clock::now() - t).count();
-}
-
-// Newest modification time among the files a checkpoint glob matches.
-std::optional<std::int64_t> newest_mtime_ns(const std::string& pattern) {
-  glob_t g{};
-  std::optional<std::int64_t> best;
-  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
-    for (std::size_t i = 0; i < g.gl_pathc; ++i) {
-      struct stat st {};
-      if (::stat(g.gl_pathv[i], &st) == 0) {
-        auto ns = std::int64_t{st.st_mtim.tv_sec} * 1'000'000'000
-                  + st.st_mtim.tv_nsec;
-        if (!best || ns > *best)
-          best = ns;
-      }
-    }
-  }
-  ::globfree(&g);
-  return best;
-}
-
-std::string checkpoint_glob(const run_spec& spec) {
-  auto& pattern = spec.artifacts.checkpoints;
-  if (pattern.empty() || pattern.front() == '/')
-    return pattern;
-  return spec.cwd + "/" + pattern;
 }
 
 // GPU memory used by the processes of the tree, where NVML tells.
@@ -61,12 +34,26 @@ gpu_memory_of(gpu_inventory* inventory,
   return total;
 }
 
+// Running time so far, pauses excluded: the clock of rates and ETAs.
+double active_now(self_ptr self) {
+  auto& st = self->state;
+  auto active = st.active_before_s;
+  if (st.view.state == run_state::running)
+    active += seconds_since(st.running_since);
+  return active;
+}
+
 run_view snapshot(self_ptr self, bool with_processes) {
   auto& st = self->state;
   auto v = st.view;
-  v.active_s = st.active_before_s;
-  if (v.state == run_state::running)
-    v.active_s += seconds_since(st.running_since);
+  v.active_s = active_now(self);
+  if (st.output) {
+    v.metrics = st.output->latest_metrics();
+    auto est = st.output->estimate(v.active_s);
+    v.fraction = est.fraction;
+    if (!is_ended(v.state))
+      v.eta_s = est.eta_s;
+  }
   if (st.exec && is_active(v.state)) {
     v.pid = st.exec->main_pid();
     if (with_processes) {
@@ -91,14 +78,131 @@ run_view snapshot(self_ptr self, bool with_processes) {
 
 constexpr std::size_t max_events = 1000;
 
+// What an event query gets now: the events after its position.
+event_answer events_after(self_ptr self, const event_query& q) {
+  auto& st = self->state;
+  event_answer a;
+  for (auto& e : st.history)
+    if (!q.after || e.seq > *q.after)
+      a.events.push_back(e);
+  a.last = st.event_seq;
+  a.ended = st.final;
+  return a;
+}
+
+// Answers the followers that have something to get (or everything, when
+// the run has ended for good).
+void serve_event_waiters(self_ptr self) {
+  auto& ws = self->state.event_waiters;
+  for (auto it = ws.begin(); it != ws.end();) {
+    auto a = events_after(self, it->query);
+    if (a.events.empty() && !a.ended) {
+      ++it;
+      continue;
+    }
+    it->rp.deliver(event_page_result{std::move(a)});
+    it = ws.erase(it);
+  }
+}
+
+void serve_log_waiters(self_ptr self) {
+  auto& st = self->state;
+  for (auto it = st.log_waiters.begin(); it != st.log_waiters.end();) {
+    if (!st.final && !st.output->has_news(it->query)) {
+      ++it;
+      continue;
+    }
+    auto a = st.output->query(it->query, st.final);
+    if (a && a->lines.empty() && !a->ended) {
+      ++it;
+      continue;
+    }
+    it->rp.deliver(std::move(a));
+    it = st.log_waiters.erase(it);
+  }
+}
+
 void record(self_ptr self, std::string type, std::string cause,
             std::string message,
             nlohmann::json data = nlohmann::json::object()) {
-  auto& h = self->state.history;
-  h.push_back({system_clock::now(), std::move(type), std::move(cause),
-               std::move(message), std::move(data)});
+  auto& st = self->state;
+  auto& h = st.history;
+  run_event e;
+  e.seq = ++st.event_seq;
+  e.run = st.cfg.id;
+  e.t = system_clock::now();
+  e.type = std::move(type);
+  e.cause = std::move(cause);
+  e.message = std::move(message);
+  e.data = std::move(data);
+  self->send(st.cfg.registry, atom::event::value, e);
+  h.push_back(std::move(e));
   if (h.size() > max_events)
     h.pop_front();
+  serve_event_waiters(self);
+}
+
+// Reads the run's new output; with `final` also an unterminated last line.
+void read_output(self_ptr self, bool final = false) {
+  auto& st = self->state;
+  st.output_pending->store(false);
+  if (st.output->poll(active_now(self), final) > 0 || final)
+    serve_log_waiters(self);
+}
+
+std::string human_size(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", bytes)
+                : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+// Watches the directories where artifacts appear; a directory created
+// later is picked up by the next rescan.
+void watch_artifact_dirs(self_ptr self) {
+  auto& st = self->state;
+  if (!st.files || !st.files->enabled())
+    return;
+  auto hdl = caf::actor_cast<run_actor>(self);
+  auto pending = st.files_pending;
+  for (auto& dir : st.files->directories()) {
+    if (std::find(st.files_dirs.begin(), st.files_dirs.end(), dir)
+        != st.files_dirs.end())
+      continue;
+    int id = st.cfg.events->watch_path(
+        dir,
+        [hdl, pending] {
+          if (!pending->exchange(true))
+            caf::anon_send(hdl, atom::files::value);
+        },
+        IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+    if (id >= 0) {
+      st.files_watches.push_back(id);
+      st.files_dirs.push_back(dir);
+    }
+  }
+}
+
+// Scans the artifact patterns; every new or rewritten file is an event.
+void rescan_artifacts(self_ptr self) {
+  auto& st = self->state;
+  st.files_pending->store(false);
+  if (!st.files || !st.files->enabled())
+    return;
+  for (auto& a : st.files->rescan())
+    record(self, "artifact", "run",
+           fmt::format("{} {} ({})", a.kind, a.name, human_size(a.size)),
+           {{"kind", a.kind},
+            {"name", a.name},
+            {"path", a.path},
+            {"size", a.size},
+            {"mtime", format_time(a.mtime)}});
+  watch_artifact_dirs(self);
 }
 
 void change_state(self_ptr self, run_state next, const std::string& cause,
@@ -168,6 +272,27 @@ void send_stop_signal(self_ptr self) {
                      std::string{"kill"}, st.stop_generation);
 }
 
+std::int64_t mtime_ns(const artifact& a) {
+  return duration_cast<nanoseconds>(a.mtime.time_since_epoch()).count();
+}
+
+// The checkpoint saved since the stop asked for one, if any.
+std::optional<artifact> new_checkpoint(self_ptr self) {
+  auto& st = self->state;
+  auto newest = latest_checkpoint(st.cfg.spec.cwd, st.cfg.spec.artifacts);
+  if (newest && mtime_ns(*newest) > st.checkpoint_baseline_ns.value_or(0))
+    return newest;
+  return std::nullopt;
+}
+
+void record_checkpoint(self_ptr self, const artifact& a,
+                       const std::string& when) {
+  spdlog::info("run/{} saw a new checkpoint {}", self->state.cfg.id, a.name);
+  record(
+      self, "checkpoint", "stop", "checkpoint " + a.name + " was saved " + when,
+      {{"saved", true}, {"name", a.name}, {"path", a.path}, {"size", a.size}});
+}
+
 void begin_stop(self_ptr self, const stop_request& req,
                 const std::string& reason) {
   auto& st = self->state;
@@ -192,8 +317,13 @@ void begin_stop(self_ptr self, const stop_request& req,
   }
   auto& stop = st.cfg.spec.stop;
   if (stop.checkpoint_signal && !st.cfg.spec.artifacts.checkpoints.empty()) {
-    st.checkpoint_baseline_ns
-        = newest_mtime_ns(checkpoint_glob(st.cfg.spec)).value_or(0);
+    auto newest = latest_checkpoint(st.cfg.spec.cwd, st.cfg.spec.artifacts);
+    st.checkpoint_baseline_ns = newest ? mtime_ns(*newest) : 0;
+    st.awaiting_checkpoint = true;
+    record(self, "signal", "stop",
+           "sent " + signal_name(*stop.checkpoint_signal)
+               + " to the main process to ask for a checkpoint",
+           {{"signal", signal_name(*stop.checkpoint_signal)}});
     spdlog::info("run/{} asks for a checkpoint with {}", st.cfg.id,
                  signal_name(*stop.checkpoint_signal));
     (void)st.exec->signal_main(*stop.checkpoint_signal);
@@ -254,6 +384,17 @@ void on_ended(self_ptr self) {
   auto facts = st.exec->collect_exit();
   auto ending = classify_ending(facts, st.stop_reason);
   st.unwatch_all();
+  read_output(self);
+  if (st.awaiting_checkpoint) {
+    // The run ended while the stop waited for its checkpoint.
+    st.awaiting_checkpoint = false;
+    if (auto saved = new_checkpoint(self))
+      record_checkpoint(self, *saved, "as the run ended");
+    else
+      record(self, "checkpoint", "stop",
+             "the run ended before it saved a checkpoint",
+             {{"saved", false}, {"name", nullptr}});
+  }
   st.exec->cleanup();
   st.view.reason = ending.reason;
   st.view.message = ending.message;
@@ -286,6 +427,10 @@ void on_ended(self_ptr self) {
                        st.attempt_generation);
     return;
   }
+  st.final = true;
+  read_output(self, true);
+  rescan_artifacts(self);
+  serve_event_waiters(self);
   auto v = snapshot(self, false);
   for (auto& w : st.end_waiters)
     w.deliver(view_result{v});
@@ -345,6 +490,15 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
   st.paused_by_request = false;
   st.exec.reset();
   st.attempt_active_base = st.active_before_s;
+  if (st.view.attempt > 1) {
+    // A restart by policy resumes from this run's newest checkpoint.
+    auto newest = latest_checkpoint(spec.cwd, spec.artifacts);
+    auto again = st.cfg.tmpl;
+    expand_run_placeholders(again, st.cfg.id, newest ? newest->path : "");
+    spec.command = again.command;
+    spec.env = again.env;
+    st.view.command = spec.command;
+  }
   change_state(self, run_state::starting, "scheduled",
                gpus.empty()
                    ? std::string{"starting without GPUs"}
@@ -364,6 +518,21 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
   }
   st.exec = std::move(*launched);
   st.view.pause_mechanism = st.exec->mechanism();
+  st.output->follow();
+  if (st.output_watch < 0) {
+    auto hdl = caf::actor_cast<run_actor>(self);
+    auto pending = st.output_pending;
+    st.output_watch = st.cfg.events->watch_path(
+        st.exec->run_dir(),
+        [hdl, pending] {
+          if (!pending->exchange(true))
+            caf::anon_send(hdl, atom::output::value);
+        },
+        IN_MODIFY | IN_CREATE | IN_MOVED_TO);
+  }
+  if (st.view.attempt == 1)
+    st.files->rescan(); // what exists already is not news
+  watch_artifact_dirs(self);
   spdlog::info("run/{} starts {} (attempt {}, pause via {})", st.cfg.id,
                spec.command.front(), st.view.attempt, st.exec->mechanism());
   watch_fd<atom::report>(self, 0, st.exec->status_fd(), EPOLLIN);
@@ -387,7 +556,9 @@ void end_unstarted(self_ptr self, const std::string& reason) {
   st.view.retry_at.reset();
   st.view.ended_at = system_clock::now();
   ++st.attempt_generation; // cancels a pending retry
+  st.final = true;
   change_state(self, run_state::stopped, reason, st.view.message);
+  read_output(self, true);
   self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
 }
 
@@ -395,6 +566,10 @@ void end_unstarted(self_ptr self, const std::string& reason) {
 
 run_actor_state::~run_actor_state() {
   unwatch_all();
+  if (output_watch >= 0)
+    cfg.events->unwatch_path(output_watch);
+  for (int id : files_watches)
+    cfg.events->unwatch_path(id);
 }
 
 void run_actor_state::unwatch_all() {
@@ -420,13 +595,68 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
   st.view.created_at = system_clock::now();
   st.view.cwd = spec.cwd;
   st.view.command = spec.command;
+  st.view.restart_of = st.cfg.restart_of;
+  auto run_dir = st.cfg.exec.runs_dir + "/" + st.cfg.id;
+  auto output = run_output::make(run_dir, spec.progress, spec.cwd);
+  if (!output) {
+    // The spec was validated; if the parser still fails, logs go on.
+    spdlog::warn("run/{} cannot parse progress: {}", st.cfg.id,
+                 output.error().message);
+    output = run_output::make(run_dir, progress_spec{}, spec.cwd);
+  }
+  st.output = std::move(*output);
+  st.files = std::make_unique<artifact_watch>(spec.cwd, spec.artifacts);
+  record(self, "state", "submitted",
+         st.cfg.restart_of ? "restart of " + *st.cfg.restart_of + " queued"
+                           : "queued",
+         {{"from", nullptr}, {"to", "queued"}, {"attempt", 1}});
   return {
       [=](atom::get, bool with_processes) -> view_result {
         return snapshot(self, with_processes);
       },
-      [=](atom::events) -> events_result {
-        auto& h = self->state.history;
-        return std::vector<run_event>(h.begin(), h.end());
+      [=](atom::events, event_query q) -> caf::result<event_page_result> {
+        auto a = events_after(self, q);
+        if (!q.wait || !a.events.empty() || a.ended)
+          return event_page_result{std::move(a)};
+        auto& st = self->state;
+        auto id = ++st.next_waiter;
+        auto rp = self->make_response_promise<event_page_result>();
+        st.event_waiters.push_back({id, q, rp});
+        self->delayed_send(self, q.wait_timeout, atom::deadline::value,
+                           std::string{"events_wait"}, id);
+        return rp;
+      },
+      [=](atom::logs, log_query q) -> caf::result<logs_result> {
+        auto& st = self->state;
+        if (q.wait && q.since && !st.final) {
+          read_output(self); // an inotify message may be on its way
+          if (!st.output->has_news(q)) {
+            auto id = ++st.next_waiter;
+            auto rp = self->make_response_promise<logs_result>();
+            st.log_waiters.push_back({id, q, rp});
+            self->delayed_send(self, q.wait_timeout, atom::deadline::value,
+                               std::string{"logs_wait"}, id);
+            return rp;
+          }
+        }
+        return st.output->query(q, st.final);
+      },
+      [=](atom::metrics) -> json_result {
+        return self->state.output->metrics_json();
+      },
+      [=](atom::artifacts) -> artifacts_result {
+        auto& spec = self->state.cfg.spec;
+        return artifact_report{scan_artifacts(spec.cwd, spec.artifacts)};
+      },
+      [=](atom::artifact, std::string name) -> artifact_result {
+        auto& spec = self->state.cfg.spec;
+        return resolve_artifact(spec.cwd, spec.artifacts, name);
+      },
+      [=](atom::output) { read_output(self); },
+      [=](atom::files) {
+        // Let a burst of writes settle: one rescan for a checkpoint.
+        self->delayed_send(self, milliseconds{200}, atom::deadline::value,
+                           std::string{"files"}, std::uint64_t{0});
       },
       [=](atom::pause) -> caf::result<view_result> {
         auto& st = self->state;
@@ -542,6 +772,11 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         if (is_ended(st.view.state))
           return;
         observe(self);
+        st.output->poll_csv(active_now(self));
+        // inotify sees the pattern's own directory; deeper ones and
+        // directories made later are found by this slower rescan.
+        if (st.ticks % 20 == 19)
+          rescan_artifacts(self);
         // Every few ticks, refresh the tree's CPU and RSS for summaries.
         if (st.exec && ++st.ticks % 8 == 0) {
           st.cpu_pct = 0;
@@ -618,6 +853,30 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
           begin_stop(self, stop_request{}, "timeout");
           return;
         }
+        if (kind == "logs_wait") {
+          auto& ws = st.log_waiters;
+          for (auto it = ws.begin(); it != ws.end(); ++it)
+            if (it->id == gen) {
+              it->rp.deliver(st.output->query(it->query, st.final));
+              ws.erase(it);
+              break;
+            }
+          return;
+        }
+        if (kind == "events_wait") {
+          auto& ws = st.event_waiters;
+          for (auto it = ws.begin(); it != ws.end(); ++it)
+            if (it->id == gen) {
+              it->rp.deliver(event_page_result{events_after(self, it->query)});
+              ws.erase(it);
+              break;
+            }
+          return;
+        }
+        if (kind == "files") {
+          rescan_artifacts(self);
+          return;
+        }
         if (kind == "continue") {
           if (st.exec && is_active(st.view.state))
             st.exec->continue_stopped();
@@ -632,11 +891,9 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
                        st.cfg.id);
           st.exec->kill_tree();
         } else if (kind == "ckpt") {
-          auto now = newest_mtime_ns(checkpoint_glob(st.cfg.spec)).value_or(0);
-          if (now > st.checkpoint_baseline_ns.value_or(0)) {
-            spdlog::info("run/{} saw a new checkpoint", st.cfg.id);
-            record(self, "checkpoint", "stop",
-                   "a new checkpoint was saved before the stop signal");
+          if (auto saved = new_checkpoint(self)) {
+            st.awaiting_checkpoint = false;
+            record_checkpoint(self, *saved, "before the stop signal");
             ++st.stop_generation; // cancels ckpt_timeout
             send_stop_signal(self);
           } else {
@@ -644,9 +901,11 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
                                std::string{"ckpt"}, gen);
           }
         } else if (kind == "ckpt_timeout") {
-          record(
-              self, "checkpoint", "stop",
-              "no new checkpoint within checkpoint_timeout; stopping anyway");
+          st.awaiting_checkpoint = false;
+          record(self, "checkpoint", "stop",
+                 "no new checkpoint within checkpoint_timeout; stopping "
+                 "anyway",
+                 {{"saved", false}, {"name", nullptr}});
           spdlog::warn("run/{} wrote no checkpoint in time; stopping anyway",
                        st.cfg.id);
           ++st.stop_generation;

@@ -2,8 +2,11 @@
 /// The run actor: one per run, owner of its executor and state machine.
 
 #include "actors/actors.hpp"
+#include "services/artifact_watch.hpp"
 #include "services/reactor.hpp"
+#include "services/run_output.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -17,6 +20,11 @@ namespace corral {
 struct run_config {
   std::string id;
   run_spec spec; // placeholders expanded
+  /// The spec as submitted, placeholders unexpanded: a restart by policy
+  /// binds {latest_checkpoint} to this run's newest checkpoint again.
+  run_spec tmpl;
+  /// The run a POST .../restart made this one from.
+  std::optional<std::string> restart_of;
   executor_config exec;
   reactor* events = nullptr; // outlives every actor
   /// For the GPU memory of the run's processes; null without NVML.
@@ -43,9 +51,39 @@ struct run_actor_state {
   std::optional<stop_request> pending_stop; // asked while starting
   millis stop_grace{0};
   std::optional<std::int64_t> checkpoint_baseline_ns;
+  /// A stop sent the checkpoint signal and waits for the checkpoint.
+  bool awaiting_checkpoint = false;
   int events_watch = -1;
   /// Recent events, oldest first; bounded so a flapping run cannot grow it.
   std::deque<run_event> history;
+  std::uint64_t event_seq = 0; // the last one given out
+  /// Ended, and no restart will follow.
+  bool final = false;
+  /// Followers waiting for lines or events (GET ...?follow=1).
+  struct log_waiter {
+    std::uint64_t id;
+    log_query query;
+    caf::typed_response_promise<logs_result> rp;
+  };
+  struct event_waiter {
+    std::uint64_t id;
+    event_query query;
+    caf::typed_response_promise<event_page_result> rp;
+  };
+  std::vector<log_waiter> log_waiters;
+  std::vector<event_waiter> event_waiters;
+  std::uint64_t next_waiter = 0;
+  /// The run's output: log tailer and progress metrics.
+  std::unique_ptr<run_output> output;
+  /// Set by the reactor, cleared by the actor: one message per burst.
+  std::shared_ptr<std::atomic<bool>> output_pending
+      = std::make_shared<std::atomic<bool>>(false);
+  int output_watch = -1;
+  std::unique_ptr<artifact_watch> files;
+  std::shared_ptr<std::atomic<bool>> files_pending
+      = std::make_shared<std::atomic<bool>>(false);
+  std::vector<int> files_watches;
+  std::vector<std::string> files_dirs;
   int restarts = 0;                     // restarts by policy so far
   std::uint64_t attempt_generation = 0; // ties max_runtime timers to an attempt
   double attempt_active_base = 0;       // active seconds before this attempt

@@ -3,6 +3,7 @@
 #include "cli/discovery.hpp"
 #include "cli/format.hpp"
 #include "cli/http_client.hpp"
+#include "cli/sse.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -314,9 +315,203 @@ struct stop_options : ids_options {
   bool wait = false;
 };
 
+/// A follow stays open for hours; each piece (a keepalive at least every
+/// 15 s) must come within this.
+constexpr auto follow_idle = 120s;
+
+struct logs_options : client_options {
+  std::string id;
+  bool follow = false;
+  std::size_t tail = 100;
+  bool only_stdout = false;
+  bool only_stderr = false;
+  bool timestamps = false;
+};
+
+/// Prints one line of GET .../logs where the run printed it: its stdout
+/// on ours, its stderr on ours.
+void print_log_line(const json& line, bool timestamps) {
+  auto& os
+      = line.value("stream", std::string{}) == "stderr" ? std::cerr : std::cout;
+  if (timestamps)
+    os << line.value("t", std::string{}) << " ";
+  os << line.value("text", std::string{}) << "\n";
+  os.flush();
+}
+
+/// Follows an SSE endpoint, calling `on_event` per event until the server
+/// sends `end`. Returns the exit code.
+int follow_events(const connection& c, const std::string& target,
+                  const std::string& what, bool as_json,
+                  const std::function<void(const sse_event&)>& on_event) {
+  sse_parser parser;
+  bool ended = false;
+  std::string failure;
+  auto reply = http_stream(
+      c.url, target, c.token,
+      [&](std::string_view data) {
+        for (auto& e : parser.feed(data)) {
+          if (e.event == "end") {
+            ended = true;
+            return false;
+          }
+          if (e.event == "error") {
+            auto body = json::parse(e.data, nullptr, false);
+            failure = body.is_object() ? body.value("message", e.data) : e.data;
+            return false;
+          }
+          on_event(e);
+        }
+        return true;
+      },
+      follow_idle);
+  if (reply.status < 200 || reply.status >= 300) {
+    answer a;
+    a.status = reply.status;
+    a.raw = reply.body;
+    a.body = json::parse(a.raw, nullptr, false);
+    if (a.body.is_discarded())
+      a.body = nullptr;
+    return refused(a, what, as_json);
+  }
+  if (!failure.empty()) {
+    std::cerr << "corral: " << what << ": " << failure << "\n";
+    return 1;
+  }
+  if (!ended) {
+    std::cerr << "corral: " << what << ": the daemon closed the stream\n";
+    return 3;
+  }
+  return 0;
+}
+
+int logs(const logs_options& o) {
+  if (o.only_stdout && o.only_stderr)
+    throw usage_error("logs: --stdout and --stderr exclude each other");
+  std::string query = "?tail=" + std::to_string(o.tail);
+  if (o.only_stdout)
+    query += "&stream=stdout";
+  if (o.only_stderr)
+    query += "&stream=stderr";
+  auto c = connect_to(o);
+  auto path = run_path(o.id) + "/logs";
+  if (!o.follow) {
+    auto a = call(c, "GET", path + query);
+    if (!a.ok())
+      return refused(a, "logs " + o.id, o.json);
+    if (o.json) {
+      print_json(a);
+      return 0;
+    }
+    for (auto& line : a.body.value("lines", json::array()))
+      print_log_line(line, o.timestamps);
+    return 0;
+  }
+  return follow_events(c, path + query + "&follow=1", "logs " + o.id, o.json,
+                       [&](const sse_event& e) {
+                         auto line = json::parse(e.data, nullptr, false);
+                         if (line.is_discarded())
+                           return;
+                         if (o.json)
+                           std::cout << e.data << std::endl;
+                         else
+                           print_log_line(line, o.timestamps);
+                       });
+}
+
+struct events_options : client_options {
+  std::string id;
+  bool follow = false;
+};
+
+std::string event_line(const json& e, bool with_run) {
+  std::string out = e.value("t", std::string{}) + "  ";
+  if (with_run)
+    out += e.value("run", std::string{}) + "  ";
+  auto type = e.value("type", std::string{});
+  auto data = e.value("data", json::object());
+  if (type == "state" && data.is_object() && data.contains("to")
+      && data["to"].is_string())
+    type += " → " + data["to"].get<std::string>();
+  out += type + "  " + e.value("message", std::string{});
+  if (auto cause = e.find("cause"); cause != e.end() && cause->is_string())
+    out += " (" + cause->get<std::string>() + ")";
+  return out;
+}
+
+int events(const events_options& o) {
+  auto c = connect_to(o);
+  bool all = o.id.empty();
+  auto path = all ? std::string{"/api/v1/events"} : run_path(o.id) + "/events";
+  auto what = all ? std::string{"events"} : "events " + o.id;
+  if (!o.follow) {
+    auto a = call(c, "GET", path + "?follow=0");
+    if (!a.ok())
+      return refused(a, what, o.json);
+    if (o.json) {
+      print_json(a);
+      return 0;
+    }
+    for (auto& e : a.body.value("events", json::array()))
+      std::cout << event_line(e, all) << "\n";
+    return 0;
+  }
+  return follow_events(
+      c, path + "?follow=1", what, o.json, [&](const sse_event& e) {
+        auto ev = json::parse(e.data, nullptr, false);
+        if (ev.is_discarded())
+          return;
+        std::cout << (o.json ? e.data : event_line(ev, all)) << std::endl;
+      });
+}
+
+int artifacts(const show_options& o) {
+  auto c = connect_to(o);
+  auto a = call(c, "GET", run_path(o.id) + "/artifacts");
+  if (!a.ok())
+    return refused(a, "artifacts " + o.id, o.json);
+  if (o.json) {
+    print_json(a);
+    return 0;
+  }
+  std::cout << render_artifacts(a.body);
+  return 0;
+}
+
 std::string stopped_line(const json& run) {
   auto state = run.value("state", std::string{});
   return state_label(state) + " " + run.value("id", std::string{});
+}
+
+/// Adds a verb: its options (with the client options every verb takes),
+/// and a callback that runs it guarded and leaves its exit code.
+template <class Options>
+CLI::App* add_verb(CLI::App& app, int& exit_code, const std::string& name,
+                   const std::string& help, std::shared_ptr<Options> o,
+                   std::function<int(const Options&)> verb) {
+  auto* sub = app.add_subcommand(name, help);
+  add_client_options(*sub, *o);
+  sub->callback(
+      [o, verb, &exit_code] { exit_code = guarded([&] { return verb(*o); }); });
+  return sub;
+}
+
+/// Adds a verb that POSTs `action` for each id and prints `done` of each
+/// answer.
+void add_action_verb(CLI::App& app, int& exit_code, const std::string& name,
+                     const std::string& help,
+                     std::function<std::string(const json&)> done) {
+  auto o = std::make_shared<ids_options>();
+  auto* sub = add_verb<ids_options>(
+      app, exit_code, name, help, o, [name, done](const ids_options& o) {
+        return for_each_id(
+            o, name,
+            [&](const connection& c, const std::string& id) {
+              return call(c, "POST", run_path(id) + "/" + name);
+            },
+            done);
+      });
+  sub->add_option("ids", o->ids, "run ids")->required();
 }
 
 } // namespace
@@ -324,23 +519,23 @@ std::string stopped_line(const json& run) {
 void add_client_commands(CLI::App& app, int& exit_code) {
   {
     auto o = std::make_shared<submit_options>();
-    auto* sub = app.add_subcommand(
-        "submit", "Create the runs an experiments file declares");
+    auto* sub = add_verb<submit_options>(
+        app, exit_code, "submit",
+        "Create the runs an experiments file declares", o, submit);
     sub->add_option("file", o->file,
                     "experiments YAML (relative cwds resolve against its "
                     "directory; '-' reads stdin)")
         ->required();
     sub->add_flag("--dry-run", o->dry_run,
                   "validate and show the runs without creating them");
-    add_client_options(*sub, *o);
-    sub->callback(
-        [o, &exit_code] { exit_code = guarded([&] { return submit(*o); }); });
   }
   {
     auto o = std::make_shared<ps_options>();
-    auto* sub = app.add_subcommand(
-        "ps", "List runs (ended runs included: until run history arrives, "
-              "ps shows every run the daemon knows, with or without --all)");
+    auto* sub = add_verb<ps_options>(
+        app, exit_code, "ps",
+        "List runs (ended runs included: until run history arrives, ps shows "
+        "every run the daemon knows, with or without --all)",
+        o, ps);
     sub->add_flag("--all,-a", o->all,
                   "show every run, ended ones included (for now the default "
                   "too)");
@@ -349,72 +544,94 @@ void add_client_commands(CLI::App& app, int& exit_code) {
         ->delimiter(',');
     sub->add_option("--experiment", o->experiment,
                     "only runs of this experiment");
-    add_client_options(*sub, *o);
-    sub->callback(
-        [o, &exit_code] { exit_code = guarded([&] { return ps(*o); }); });
   }
   {
     auto o = std::make_shared<show_options>();
-    auto* sub = app.add_subcommand(
-        "show", "Show one run in detail, with its process tree");
+    auto* sub = add_verb<show_options>(
+        app, exit_code, "show", "Show one run in detail, with its process tree",
+        o, show);
     sub->add_option("id", o->id, "run id")->required();
-    add_client_options(*sub, *o);
-    sub->callback(
-        [o, &exit_code] { exit_code = guarded([&] { return show(*o); }); });
   }
   {
-    auto o = std::make_shared<client_options>();
-    auto* sub = app.add_subcommand(
-        "gpus", "List the node's GPUs and the run holding each");
-    add_client_options(*sub, *o);
-    sub->callback(
-        [o, &exit_code] { exit_code = guarded([&] { return gpus(*o); }); });
+    auto o = std::make_shared<logs_options>();
+    auto* sub = add_verb<logs_options>(
+        app, exit_code, "logs",
+        "Print a run's output (its stdout here on stdout, its stderr on "
+        "stderr)",
+        o, logs);
+    sub->add_option("id", o->id, "run id")->required();
+    sub->add_flag("--follow,-f", o->follow,
+                  "keep printing new lines until the run ends");
+    sub->add_option("--tail,-n", o->tail,
+                    "start with this many last lines (default 100; 0: only "
+                    "new ones)")
+        ->check(CLI::Range(0, 100000));
+    sub->add_flag("--stdout", o->only_stdout, "only the run's stdout");
+    sub->add_flag("--stderr", o->only_stderr, "only the run's stderr");
+    sub->add_flag("--timestamps,-t", o->timestamps,
+                  "prefix each line with when it was written");
   }
   {
-    auto o = std::make_shared<ids_options>();
-    auto* sub = app.add_subcommand(
-        "pause", "Freeze runs with every process of their trees");
-    sub->add_option("ids", o->ids, "run ids")->required();
-    add_client_options(*sub, *o);
-    sub->callback([o, &exit_code] {
-      exit_code = guarded([&] {
-        return for_each_id(
-            *o, "pause",
-            [](const connection& c, const std::string& id) {
-              return call(c, "POST", run_path(id) + "/pause");
-            },
-            [](const json& run) {
-              auto n = run.value("process_count", 0);
-              return "⏸️ paused " + run.value("id", std::string{}) + " ("
-                     + std::to_string(n)
-                     + (n == 1 ? " process frozen)" : " processes frozen)");
-            });
+    auto o = std::make_shared<events_options>();
+    auto* sub = add_verb<events_options>(
+        app, exit_code, "events",
+        "Print what happened to a run (or to every run): state changes, "
+        "signals, checkpoints, artifacts",
+        o, events);
+    sub->add_option("id", o->id, "run id (default: every run)");
+    sub->add_flag("--follow,-f", o->follow,
+                  "keep printing new events (until the run has ended)");
+  }
+  {
+    auto o = std::make_shared<show_options>();
+    auto* sub = add_verb<show_options>(app, exit_code, "artifacts",
+                                       "List a run's checkpoints and videos", o,
+                                       artifacts);
+    sub->add_option("id", o->id, "run id")->required();
+  }
+  add_verb<client_options>(app, exit_code, "gpus",
+                           "List the node's GPUs and the run holding each",
+                           std::make_shared<client_options>(), gpus);
+  add_action_verb(
+      app, exit_code, "pause", "Freeze runs with every process of their trees",
+      [](const json& run) {
+        auto n = run.value("process_count", 0);
+        return "⏸️ paused " + run.value("id", std::string{}) + " ("
+               + std::to_string(n)
+               + (n == 1 ? " process frozen)" : " processes frozen)");
       });
-    });
-  }
-  {
-    auto o = std::make_shared<ids_options>();
-    auto* sub = app.add_subcommand("resume", "Thaw paused runs");
-    sub->add_option("ids", o->ids, "run ids")->required();
-    add_client_options(*sub, *o);
-    sub->callback([o, &exit_code] {
-      exit_code = guarded([&] {
-        return for_each_id(
-            *o, "resume",
-            [](const connection& c, const std::string& id) {
-              return call(c, "POST", run_path(id) + "/resume");
-            },
-            [](const json& run) {
-              return "🟢 resumed " + run.value("id", std::string{});
-            });
-      });
-    });
-  }
+  add_action_verb(app, exit_code, "resume", "Thaw paused runs",
+                  [](const json& run) {
+                    return "🟢 resumed " + run.value("id", std::string{});
+                  });
+  add_action_verb(app, exit_code, "restart",
+                  "Start ended runs again as new runs of the same spec, "
+                  "{latest_checkpoint} bound to their newest checkpoint",
+                  [](const json& run) {
+                    return "🔁 restarted "
+                           + run.value("restart_of", std::string{}) + " as "
+                           + run.value("id", std::string{}) + " ("
+                           + run.value("state", std::string{}) + ")";
+                  });
   {
     auto o = std::make_shared<stop_options>();
-    auto* sub = app.add_subcommand(
-        "stop", "Stop runs: stop signal to the main process, then SIGKILL "
-                "after the grace period");
+    auto* sub = add_verb<stop_options>(
+        app, exit_code, "stop",
+        "Stop runs: stop signal to the main process, then SIGKILL after the "
+        "grace period",
+        o, [](const stop_options& o) {
+          json body = {{"force", o.force}, {"wait", o.wait}};
+          if (o.grace_option->count() > 0)
+            body["grace_s"] = o.grace;
+          auto timeout = o.wait ? wait_timeout : call_timeout;
+          return for_each_id(
+              o, "stop",
+              [&](const connection& c, const std::string& id) {
+                return call(c, "POST", run_path(id) + "/stop", body.dump(),
+                            timeout);
+              },
+              stopped_line);
+        });
     o->grace_option
         = sub->add_option("--grace", o->grace,
                           "seconds between the stop signal and SIGKILL "
@@ -423,22 +640,6 @@ void add_client_commands(CLI::App& app, int& exit_code) {
     sub->add_flag("--force", o->force, "SIGKILL now, without grace");
     sub->add_flag("--wait", o->wait, "answer once the runs have stopped");
     sub->add_option("ids", o->ids, "run ids")->required();
-    add_client_options(*sub, *o);
-    sub->callback([o, &exit_code] {
-      exit_code = guarded([&] {
-        json body = {{"force", o->force}, {"wait", o->wait}};
-        if (o->grace_option->count() > 0)
-          body["grace_s"] = o->grace;
-        auto timeout = o->wait ? wait_timeout : call_timeout;
-        return for_each_id(
-            *o, "stop",
-            [&](const connection& c, const std::string& id) {
-              return call(c, "POST", run_path(id) + "/stop", body.dump(),
-                          timeout);
-            },
-            stopped_line);
-      });
-    });
   }
 }
 

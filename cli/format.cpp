@@ -259,8 +259,9 @@ std::string render_ps(const json& runs) {
   bool any_queued = false;
   for (auto& run : runs)
     any_queued = any_queued || str(run, "state") == "queued";
-  std::vector<std::string> header{"STATE", "ID",    "EXPERIMENT", "GPUS",
-                                  "PID",   "PROCS", "UPTIME"};
+  std::vector<std::string> header{"STATE",  "ID",       "EXPERIMENT", "GPUS",
+                                  "PID",    "PROCS",    "CPU%",       "RSS",
+                                  "UPTIME", "PROGRESS", "ETA"};
   if (any_queued)
     header.push_back("QUEUE");
   header.push_back("REASON/EXIT");
@@ -272,6 +273,10 @@ std::string render_ps(const json& runs) {
     double active = run.value("active_s", 0.0);
     auto gpus = gpu_list(run, ",");
     paused_with_gpus = paused_with_gpus || (state == "paused" && !gpus.empty());
+    auto res = run.value("resources", json::object());
+    if (!res.is_object())
+      res = json::object();
+    bool live = state == "running" || state == "paused" || state == "stopping";
     std::vector<std::string> row{
         state_label(state),
         str(run, "id"),
@@ -279,7 +284,11 @@ std::string render_ps(const json& runs) {
         or_dash(gpus),
         or_dash(str(run, "pid")),
         str(run, "process_count"),
+        live ? number(res.value("cpu_pct", 0.0), 0) : "-",
+        live ? format_bytes(res.value("rss_bytes", std::uint64_t{0})) : "-",
         started ? format_duration(active) : "-",
+        or_dash(progress_text(run)),
+        or_dash(eta_text(run)),
     };
     if (any_queued) {
       auto pos = str(run, "queue_position");
@@ -335,6 +344,44 @@ std::string render_gpus(const json& answer) {
     });
   }
   return render_table(rows) + source_line + "\n";
+}
+
+std::string progress_text(const json& run) {
+  auto progress = run.value("progress", json::object());
+  if (!progress.is_object())
+    return "";
+  auto f = progress.find("fraction");
+  if (f == progress.end() || !f->is_number())
+    return "";
+  return number(f->get<double>() * 100, 1) + "%";
+}
+
+std::string eta_text(const json& run) {
+  auto progress = run.value("progress", json::object());
+  if (!progress.is_object())
+    return "";
+  auto eta = progress.find("eta_s");
+  if (eta == progress.end() || !eta->is_number())
+    return "";
+  return format_duration(eta->get<double>());
+}
+
+std::string render_artifacts(const json& answer) {
+  std::vector<std::vector<std::string>> rows{
+      {"KIND", "NAME", "SIZE", "MODIFIED"}};
+  for (auto [key, kind] :
+       {std::pair{"checkpoints", "checkpoint"}, std::pair{"videos", "video"}}) {
+    auto list = answer.value(key, json::array());
+    if (!list.is_array())
+      continue;
+    for (auto& a : list)
+      rows.push_back({kind, str(a, "name"),
+                      format_bytes(a.value("size", std::uint64_t{0})),
+                      str(a, "mtime")});
+  }
+  if (rows.size() == 1)
+    return "no artifacts\n";
+  return render_table(rows);
 }
 
 std::string render_show(const json& run) {

@@ -54,6 +54,15 @@ std::string render_gpus(const nlohmann::json& answer);
 inline constexpr std::string_view paused_gpus_legend
     = "⏸️ paused runs keep their GPUs (their memory stays allocated)";
 
+/// `corral artifacts`: GET .../artifacts as a table (or "no artifacts").
+std::string render_artifacts(const nlohmann::json& answer);
+
+/// The PROGRESS cell of a run: "42.0%", or "" when unknown.
+std::string progress_text(const nlohmann::json& run);
+
+/// The ETA cell of a run: "1h02m", or "" when unknown.
+std::string eta_text(const nlohmann::json& run);
+
 /// `corral show`: a run's fields and its process tree.
 std::string render_show(const nlohmann::json& run);
 

@@ -88,6 +88,33 @@ void run_one(net::io_context& ioc) {
   ioc.restart();
 }
 
+/// Connects `stream` to the daemon, or throws connection_error with a hint.
+void connect(beast::tcp_stream& stream, net::io_context& ioc,
+             const parsed_url& url, const std::string& base_url,
+             std::chrono::seconds timeout) {
+  auto unreachable = [&](const std::string& why) {
+    return connection_error("cannot connect to corral at " + base_url + ": "
+                            + why + " — is `corral serve` running?");
+  };
+  beast::error_code ec;
+  tcp::resolver resolver(ioc);
+  auto endpoints = resolver.resolve(url.host, url.port, ec);
+  if (ec)
+    throw unreachable(ec.message());
+  // Sync calls on a tcp_stream ignore its timer: run the async forms one
+  // at a time instead.
+  stream.expires_after(std::min(timeout, connect_limit));
+  stream.async_connect(
+      endpoints, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
+  run_one(ioc);
+  if (ec == beast::error::timeout)
+    throw unreachable("no answer within "
+                      + std::to_string(std::min(timeout, connect_limit).count())
+                      + "s");
+  if (ec)
+    throw unreachable(ec.message());
+}
+
 } // namespace
 
 std::string url_encode(std::string_view s) {
@@ -113,31 +140,9 @@ http_reply http_call(const std::string& base_url, std::string method,
   auto verb = http::string_to_verb(method);
   if (verb == http::verb::unknown)
     throw std::invalid_argument("unknown HTTP method '" + method + "'");
-  auto unreachable = [&](const std::string& why) {
-    return connection_error("cannot connect to corral at " + base_url + ": "
-                            + why + " — is `corral serve` running?");
-  };
-
   net::io_context ioc;
-  beast::error_code ec;
-  tcp::resolver resolver(ioc);
-  auto endpoints = resolver.resolve(url.host, url.port, ec);
-  if (ec)
-    throw unreachable(ec.message());
-
-  // Sync calls on a tcp_stream ignore its timer: run the async forms one
-  // at a time instead.
   beast::tcp_stream stream(ioc);
-  stream.expires_after(std::min(timeout, connect_limit));
-  stream.async_connect(
-      endpoints, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
-  run_one(ioc);
-  if (ec == beast::error::timeout)
-    throw unreachable("no answer within "
-                      + std::to_string(std::min(timeout, connect_limit).count())
-                      + "s");
-  if (ec)
-    throw unreachable(ec.message());
+  connect(stream, ioc, url, base_url, timeout);
 
   http::request<http::string_body> req{verb, url.prefix + target, 11};
   req.set(http::field::host, url.authority);
@@ -179,13 +184,84 @@ http_reply http_call(const std::string& base_url, std::string method,
     throw connection_error("lost the connection to corral at " + base_url + ": "
                            + cause.message());
   }
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 
   auto res = parser.release();
   http_reply out;
   out.status = static_cast<int>(res.result_int());
   out.content_type = std::string(res[http::field::content_type]);
   out.body = std::move(res.body());
+  return out;
+}
+
+http_reply http_stream(const std::string& base_url, std::string target,
+                       std::string token,
+                       const std::function<bool(std::string_view)>& on_data,
+                       std::chrono::seconds idle) {
+  auto url = parse_url(base_url);
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  connect(stream, ioc, url, base_url, idle);
+
+  http::request<http::empty_body> req{http::verb::get, url.prefix + target, 11};
+  req.set(http::field::host, url.authority);
+  req.set(http::field::user_agent, "corral-cli");
+  req.set(http::field::accept, "text/event-stream");
+  if (!token.empty())
+    req.set(http::field::authorization, "Bearer " + token);
+  beast::error_code ec;
+  stream.expires_after(idle);
+  http::async_write(stream, req,
+                    [&](beast::error_code e, std::size_t) { ec = e; });
+  run_one(ioc);
+  if (ec)
+    throw connection_error("lost the connection to corral at " + base_url + ": "
+                           + ec.message());
+
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);
+  stream.expires_after(idle);
+  http::async_read_header(stream, buffer, parser,
+                          [&](beast::error_code e, std::size_t) { ec = e; });
+  run_one(ioc);
+  if (ec)
+    throw connection_error("no answer from corral at " + base_url + ": "
+                           + ec.message());
+  http_reply out;
+  out.status = static_cast<int>(parser.get().result_int());
+  out.content_type = std::string(parser.get()[http::field::content_type]);
+  bool ok = out.status >= 200 && out.status < 300;
+  char piece[16 * 1024];
+  while (!parser.is_done()) {
+    parser.get().body().data = piece;
+    parser.get().body().size = sizeof piece;
+    stream.expires_after(idle);
+    http::async_read_some(stream, buffer, parser,
+                          [&](beast::error_code e, std::size_t) { ec = e; });
+    run_one(ioc);
+    if (ec == http::error::need_buffer)
+      ec = {};
+    auto n = sizeof piece - parser.get().body().size;
+    if (n > 0) {
+      std::string_view data(piece, n);
+      if (!ok && out.body.size() < reply_limit)
+        out.body.append(data);
+      else if (ok && !on_data(data))
+        break;
+    }
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message)
+      break;
+    if (ec == beast::error::timeout)
+      throw connection_error("corral at " + base_url + " sent nothing for "
+                             + std::to_string(idle.count()) + "s");
+    if (ec)
+      throw connection_error("lost the connection to corral at " + base_url
+                             + ": " + ec.message());
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   return out;
 }
 

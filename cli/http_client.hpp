@@ -3,6 +3,7 @@
 /// .cpp: the CLI's other files compile without it.
 
 #include <chrono>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -33,6 +34,16 @@ http_reply http_call(const std::string& base_url, std::string method,
                      std::string target, std::string body,
                      std::string content_type, std::string token,
                      std::chrono::seconds timeout);
+
+/// GETs `target` and hands the body to `on_data` piece by piece as it
+/// arrives (server-sent events), until the server ends it or `on_data`
+/// returns false. A non-2xx answer is returned whole instead, with no call
+/// to on_data. `idle` bounds the wait for each piece (the daemon sends a
+/// keepalive every 15 s). Throws like http_call.
+http_reply http_stream(const std::string& base_url, std::string target,
+                       std::string token,
+                       const std::function<bool(std::string_view)>& on_data,
+                       std::chrono::seconds idle);
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, for a
 /// path segment or query value.

@@ -1,16 +1,22 @@
 #include "gateway/router.hpp"
 
+#include "gateway/streams.hpp"
 #include "services/spec.hpp"
 #include "services/text.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <charconv>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <set>
 #include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
@@ -93,9 +99,14 @@ void finish_response(response& res) {
 /// 500 instead of a connection that hangs until the server stops.
 class responder {
 public:
-  responder(std::function<void(response)> send, unsigned version,
+  responder(std::function<void(response)> send,
+            std::function<void(streamed_response)> stream, unsigned version,
             bool keep_alive)
-      : send_(std::move(send)), version_(version), keep_alive_(keep_alive) {}
+      : send_(std::move(send)), stream_(std::move(stream)), version_(version),
+        keep_alive_(keep_alive) {}
+
+  unsigned version() const { return version_; }
+  bool keep_alive() const { return keep_alive_; }
 
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;
@@ -122,6 +133,20 @@ public:
                error_json(err), headers);
   }
 
+  /// Answers with a body from `body`; `head` has status and headers.
+  void stream(response head, std::shared_ptr<body_source> body) {
+    if (done_.exchange(true))
+      return;
+    head.set(http::field::server, "corral");
+    head.set(http::field::cache_control, "no-store");
+    head.set("X-Content-Type-Options", "nosniff");
+    try {
+      stream_({std::move(head), std::move(body)});
+    } catch (...) {
+      // As in finish(): nobody is left to tell.
+    }
+  }
+
 private:
   void finish(response res) {
     if (done_.exchange(true))
@@ -136,6 +161,7 @@ private:
   }
 
   std::function<void(response)> send_;
+  std::function<void(streamed_response)> stream_;
   unsigned version_;
   bool keep_alive_;
   std::atomic<bool> done_{false};
@@ -363,6 +389,11 @@ enum class route_kind {
   run,
   run_action,
   run_events,
+  run_logs,
+  run_metrics,
+  run_artifacts,
+  run_artifact,
+  all_events,
   gpus
 };
 
@@ -383,6 +414,8 @@ route match(const std::vector<std::string>& s) {
     return {route_kind::experiments, {}, {}, {verb::post}};
   if (s.size() == 3 && s[2] == "gpus")
     return {route_kind::gpus, {}, {}, {verb::get}};
+  if (s.size() == 3 && s[2] == "events")
+    return {route_kind::all_events, {}, {}, {verb::get}};
   if (s[2] != "runs")
     return {};
   if (s.size() == 3)
@@ -391,10 +424,24 @@ route match(const std::vector<std::string>& s) {
     return {};
   if (s.size() == 4)
     return {route_kind::run, s[3], {}, {verb::get, verb::delete_}};
-  if (s.size() == 5 && (s[4] == "pause" || s[4] == "resume" || s[4] == "stop"))
+  if (s.size() == 5
+      && (s[4] == "pause" || s[4] == "resume" || s[4] == "stop"
+          || s[4] == "restart"))
     return {route_kind::run_action, s[3], s[4], {verb::post}};
   if (s.size() == 5 && s[4] == "events")
     return {route_kind::run_events, s[3], {}, {verb::get}};
+  if (s.size() == 5 && s[4] == "logs")
+    return {route_kind::run_logs, s[3], {}, {verb::get}};
+  if (s.size() == 5 && s[4] == "metrics")
+    return {route_kind::run_metrics, s[3], {}, {verb::get}};
+  if (s.size() == 5 && s[4] == "artifacts")
+    return {route_kind::run_artifacts, s[3], {}, {verb::get}};
+  if (s.size() >= 6 && s[4] == "artifacts") {
+    // The name is one %2F-encoded segment, or several if the client left
+    // its slashes as they were.
+    std::vector<std::string> parts(s.begin() + 5, s.end());
+    return {route_kind::run_artifact, s[3], join(parts, "/"), {verb::get}};
+  }
   return {};
 }
 
@@ -622,6 +669,200 @@ void handle_list(const parsed_target& t, api_backend& backend,
   });
 }
 
+result<std::size_t> parse_count(std::string_view name, const std::string& v,
+                                std::size_t max) {
+  std::size_t n = 0;
+  auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || err != std::errc{} || end != v.data() + v.size())
+    return make_error(ec::bad_request, std::string(name)
+                                           + ": expected a whole number ≥ 0, "
+                                             "got '"
+                                           + v + "'");
+  if (n > max)
+    return make_error(ec::bad_request, std::string(name) + ": at most "
+                                           + std::to_string(max) + ", got "
+                                           + v);
+  return n;
+}
+
+result<bool> follow_flag(const parsed_target& t, bool fallback) {
+  if (auto* v = t.param("follow"))
+    return parse_flag("follow", *v);
+  return fallback;
+}
+
+/// The SSE response head; the body ends with the connection.
+response sse_head(unsigned version) {
+  response head{http::status::ok, version};
+  head.set(http::field::content_type, "text/event-stream; charset=utf-8");
+  // Nginx and friends buffer responses unless told not to.
+  head.set("X-Accel-Buffering", "no");
+  head.keep_alive(false);
+  return head;
+}
+
+std::optional<std::string>
+last_event_id(const http::request<http::string_body>& req) {
+  auto it = req.find("Last-Event-ID");
+  if (it == req.end())
+    return std::nullopt;
+  return std::string(trim(sv(it->value())));
+}
+
+/// GET /runs/{id}/logs: a page as JSON, or with follow an SSE stream.
+void handle_logs(http::request<http::string_body>& req, const parsed_target& t,
+                 const route& rt, api_backend& backend,
+                 const responder_ptr& r) {
+  log_query q;
+  if (auto* v = t.param("stream")) {
+    if (*v == "stdout")
+      q.streams = {true, false};
+    else if (*v == "stderr")
+      q.streams = {false, true};
+    else if (*v != "all")
+      return r->error(make_error(ec::bad_request,
+                                 "stream: expected stdout, stderr or all, got '"
+                                     + *v + "'"));
+  }
+  if (auto* v = t.param("tail")) {
+    auto n = parse_count("tail", *v, 100000);
+    if (!n)
+      return r->error(n.error());
+    q.tail = *n;
+  }
+  auto since = t.param("since");
+  auto resume = last_event_id(req);
+  if (resume && !resume->empty())
+    since = &*resume; // a reconnecting EventSource knows better
+  if (since) {
+    auto c = parse_cursor(*since);
+    if (!c)
+      return r->error(make_error(
+          ec::bad_request, "since: '" + *since
+                               + "' is not a cursor (use the 'cursor' of a "
+                                 "previous answer, or an SSE id)"));
+    q.since = *c;
+  }
+  auto follow = follow_flag(t, false);
+  if (!follow)
+    return r->error(follow.error());
+  if (!*follow)
+    return backend.logs(rt.id, q, [r](result<log_answer> res) {
+      if (!res)
+        return r->error(res.error());
+      json lines = json::array();
+      for (auto& l : res->lines)
+        lines.push_back(log_line_json(l));
+      r->json_reply(http::status::ok, {{"lines", std::move(lines)},
+                                       {"cursor", format_cursor(res->cursor)}});
+    });
+  // Unknown runs get their 404 before the stream starts.
+  backend.get_run(
+      rt.id, [r, &backend, id = rt.id, q](result<run_view> res) mutable {
+        if (!res)
+          return r->error(res.error());
+        r->stream(sse_head(r->version()),
+                  log_event_stream(backend, std::move(id), std::move(q)));
+      });
+}
+
+result<std::optional<std::uint64_t>>
+event_position(const http::request<http::string_body>& req) {
+  auto id = last_event_id(req);
+  if (!id || id->empty())
+    return std::optional<std::uint64_t>{};
+  std::uint64_t n = 0;
+  auto [end, err] = std::from_chars(id->data(), id->data() + id->size(), n);
+  if (err != std::errc{} || end != id->data() + id->size())
+    return make_error(ec::bad_request,
+                      "Last-Event-ID: expected an event number, got '" + *id
+                          + "'");
+  return std::optional<std::uint64_t>{n};
+}
+
+/// GET /runs/{id}/events (id set) and GET /events (id empty).
+void handle_events(http::request<http::string_body>& req,
+                   const parsed_target& t, const std::string& id,
+                   api_backend& backend, const responder_ptr& r) {
+  auto follow = follow_flag(t, id.empty());
+  if (!follow)
+    return r->error(follow.error());
+  auto after = event_position(req);
+  if (!after)
+    return r->error(after.error());
+  if (!*follow) {
+    event_query q;
+    q.after = *after;
+    return backend.events(id, q, [r](result<event_answer> res) {
+      if (!res)
+        return r->error(res.error());
+      json events = json::array();
+      for (auto& e : res->events)
+        events.push_back(to_json(e));
+      r->json_reply(http::status::ok, {{"events", std::move(events)}});
+    });
+  }
+  auto start = [r, &backend, id, after = *after] {
+    r->stream(sse_head(r->version()), event_stream(backend, id, after));
+  };
+  if (id.empty())
+    return start();
+  backend.get_run(id, [r, start](result<run_view> res) {
+    if (!res)
+      return r->error(res.error());
+    start();
+  });
+}
+
+/// GET /runs/{id}/artifacts/{name}: the file, or the requested range.
+void handle_download(http::request<http::string_body>& req, const route& rt,
+                     api_backend& backend, const responder_ptr& r) {
+  std::string range;
+  if (auto it = req.find(http::field::range); it != req.end())
+    range = std::string(sv(it->value()));
+  backend.artifact_file(rt.id, rt.action, [r, range](result<artifact> res) {
+    if (!res)
+      return r->error(res.error());
+    // The path is resolved already: a symlink here was swapped in since.
+    unique_fd fd{::open(res->path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+      return r->error(make_error(ec::not_found, "artifact '" + res->name
+                                                    + "' cannot be read: "
+                                                    + std::strerror(errno)));
+    auto size = static_cast<std::uint64_t>(st.st_size);
+    auto part = parse_range(range, size);
+    if (!part)
+      return r->error(part.error(), {{http::field::content_range,
+                                      "bytes */" + std::to_string(size)}});
+    std::uint64_t first = 0;
+    std::uint64_t length = size;
+    response head{http::status::ok, r->version()};
+    if (*part) {
+      first = (*part)->first;
+      length = (*part)->last - first + 1;
+      head.result(http::status::partial_content);
+      head.set(http::field::content_range, "bytes " + std::to_string(first)
+                                               + "-"
+                                               + std::to_string((*part)->last)
+                                               + "/" + std::to_string(size));
+    }
+    head.set(http::field::content_type,
+             std::string(content_type_for(res->name)));
+    head.set(http::field::accept_ranges, "bytes");
+    head.set(http::field::content_length, std::to_string(length));
+    auto base = res->name.substr(res->name.rfind('/') + 1);
+    std::string quoted;
+    for (char c : base)
+      if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20)
+        quoted += c;
+    head.set(http::field::content_disposition,
+             "inline; filename=\"" + quoted + "\"");
+    head.keep_alive(r->keep_alive());
+    r->stream(std::move(head), file_stream(std::move(fd), first, length));
+  });
+}
+
 void handle_run_action(http::request<http::string_body>& req, const route& rt,
                        api_backend& backend, const responder_ptr& r) {
   if (rt.action == "stop") {
@@ -634,8 +875,14 @@ void handle_run_action(http::request<http::string_body>& req, const route& rt,
     return r->error(*err);
   if (rt.action == "pause")
     backend.pause(rt.id, reply_with(r, summary_json));
-  else
+  else if (rt.action == "resume")
     backend.resume(rt.id, reply_with(r, summary_json));
+  else
+    backend.restart(rt.id, [r](result<run_view> res) {
+      if (!res)
+        return r->error(res.error());
+      r->json_reply(http::status::created, to_json(*res));
+    });
 }
 
 void dispatch(http::request<http::string_body>& req, api_backend& backend,
@@ -716,16 +963,34 @@ void dispatch(http::request<http::string_body>& req, api_backend& backend,
         return r->error(*err);
       return handle_run_action(req, rt, backend, r);
     case route_kind::run_events:
+    case route_kind::all_events:
+      if (auto err = check_params(t, {"follow"}))
+        return r->error(*err);
+      return handle_events(req, t, rt.id, backend, r);
+    case route_kind::run_logs:
+      if (auto err = check_params(t, {"stream", "tail", "since", "follow"}))
+        return r->error(*err);
+      return handle_logs(req, t, rt, backend, r);
+    case route_kind::run_metrics:
       if (auto err = check_params(t, {}))
         return r->error(*err);
-      return backend.events(rt.id, [r](result<std::vector<run_event>> res) {
+      return backend.metrics(rt.id, [r](result<json> res) {
         if (!res)
           return r->error(res.error());
-        json events = json::array();
-        for (auto& e : *res)
-          events.push_back(to_json(e));
-        r->json_reply(http::status::ok, {{"events", std::move(events)}});
+        r->json_reply(http::status::ok, *res);
       });
+    case route_kind::run_artifacts:
+      if (auto err = check_params(t, {}))
+        return r->error(*err);
+      return backend.artifacts(rt.id, [r](result<artifact_report> res) {
+        if (!res)
+          return r->error(res.error());
+        r->json_reply(http::status::ok, artifacts_json(res->files));
+      });
+    case route_kind::run_artifact:
+      if (auto err = check_params(t, {}))
+        return r->error(*err);
+      return handle_download(req, rt, backend, r);
     case route_kind::gpus:
       if (auto err = check_params(t, {}))
         return r->error(*err);
@@ -823,11 +1088,47 @@ bool is_allowed_host(const router_config& cfg, std::string_view host) {
   return false;
 }
 
+namespace {
+
+/// Pulls a streamed body to its end into one response.
+struct collector : std::enable_shared_from_this<collector> {
+  response head;
+  std::shared_ptr<body_source> body;
+  std::function<void(response)> send;
+
+  void pull() {
+    body->next([self = shared_from_this()](body_source::piece p) {
+      if (!p) {
+        self->head.prepare_payload();
+        return self->send(std::move(self->head));
+      }
+      self->head.body() += *p;
+      self->pull();
+    });
+  }
+};
+
+} // namespace
+
 void handle_request(http::request<http::string_body>&& req,
                     api_backend& backend, const router_config& cfg,
                     std::function<void(response)> send) {
-  auto r = std::make_shared<responder>(std::move(send), req.version(),
-                                       req.keep_alive());
+  auto stream = [send](streamed_response s) {
+    auto c = std::make_shared<collector>();
+    c->head = std::move(s.head);
+    c->body = std::move(s.body);
+    c->send = send;
+    c->pull();
+  };
+  handle_request(std::move(req), backend, cfg, send, std::move(stream));
+}
+
+void handle_request(http::request<http::string_body>&& req,
+                    api_backend& backend, const router_config& cfg,
+                    std::function<void(response)> send,
+                    std::function<void(streamed_response)> stream) {
+  auto r = std::make_shared<responder>(std::move(send), std::move(stream),
+                                       req.version(), req.keep_alive());
   try {
     dispatch(req, backend, cfg, r);
   } catch (const std::exception& e) {

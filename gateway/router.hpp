@@ -9,6 +9,7 @@
 #include "services/result.hpp"
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,8 +24,38 @@ namespace http = boost::beast::http;
 /// The response type every route answers with.
 using response = http::response<http::string_body>;
 
-/// Answers `req` exactly once through `send`, either before returning or
-/// later from whatever thread the backend answers on. Never throws.
+/// A body made piece by piece: server-sent events, file downloads.
+class body_source {
+public:
+  /// A piece of the body, or nullopt once the body is complete.
+  using piece = std::optional<std::string>;
+
+  virtual ~body_source() = default;
+  /// Asks for the next piece; `deliver` is called exactly once, now or
+  /// later from any thread. The server asks again only after it wrote the
+  /// piece, so a slow client slows the source instead of filling memory.
+  virtual void next(std::function<void(piece)> deliver) = 0;
+};
+
+/// A response whose body comes from a source. `head` has the status and
+/// headers; its own body is empty. With a Content-Length the connection
+/// may be kept alive (the server closes it if the source gave a different
+/// length); without one (SSE) the body ends when the connection does.
+struct streamed_response {
+  response head;
+  std::shared_ptr<body_source> body;
+};
+
+/// Answers `req` exactly once, through `send` or `stream`, either before
+/// returning or later from whatever thread the backend answers on. Never
+/// throws.
+void handle_request(http::request<http::string_body>&& req,
+                    api_backend& backend, const router_config& cfg,
+                    std::function<void(response)> send,
+                    std::function<void(streamed_response)> stream);
+
+/// As above, with streamed bodies collected into one response (until the
+/// source ends): for tests and for callers without a socket.
 void handle_request(http::request<http::string_body>&& req,
                     api_backend& backend, const router_config& cfg,
                     std::function<void(response)> send);

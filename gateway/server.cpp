@@ -183,32 +183,112 @@ private:
         return;
       core_->parked.emplace(id_, shared_from_this());
     }
-    handle_request(std::move(req), backend_, *cfg_,
-                   [weak = weak_from_this(), core = core_](response res) {
-                     // Under the lock the server cannot finish stop(), so
-                     // the io_context is alive while we post to it.
-                     std::lock_guard lock(core->mutex);
-                     if (!core->open)
-                       return;
-                     auto self = weak.lock();
-                     if (!self)
-                       return;
-                     net::post(self->stream_.get_executor(),
-                               [self, res = std::move(res)]() mutable {
-                                 self->on_reply(std::move(res));
-                               });
-                   });
+    auto weak = weak_from_this();
+    handle_request(
+        std::move(req), backend_, *cfg_,
+        [weak, core = core_](response res) {
+          post_to(weak, core, [res = std::move(res)](session& self) mutable {
+            self.on_reply(std::move(res));
+          });
+        },
+        [weak, core = core_](streamed_response res) {
+          post_to(weak, core, [res = std::move(res)](session& self) mutable {
+            self.on_stream(std::move(res));
+          });
+        });
+  }
+
+  /// Runs `fn` on the session's strand, if the server is open and the
+  /// session alive. Under the lock the server cannot finish stop(), so the
+  /// io_context is alive while we post to it.
+  template <class F>
+  static void post_to(const std::weak_ptr<session>& weak,
+                      const std::shared_ptr<server_core>& core, F fn) {
+    std::lock_guard lock(core->mutex);
+    if (!core->open)
+      return;
+    auto self = weak.lock();
+    if (!self)
+      return;
+    net::post(self->stream_.get_executor(),
+              [self, fn = std::move(fn)]() mutable { fn(*self); });
+  }
+
+  /// A streamed body in progress: the head, its serializer, the source.
+  struct body_stream {
+    http::response<http::empty_body> head;
+    std::optional<http::response_serializer<http::empty_body>> serializer;
+    std::shared_ptr<body_source> source;
+    std::optional<std::uint64_t> length; // Content-Length, if any
+    std::uint64_t written = 0;
+  };
+
+  /// The session stays parked while it streams: between pieces only the
+  /// source's callback, which holds it weakly, waits.
+  void on_stream(streamed_response res) {
+    auto bs = std::make_shared<body_stream>();
+    if (auto it = res.head.find(http::field::content_length);
+        it != res.head.end())
+      bs->length = std::stoull(std::string(it->value()));
+    bs->head = http::response<http::empty_body>{std::move(res.head.base())};
+    bs->serializer.emplace(bs->head);
+    bs->source = std::move(res.body);
+    spdlog::debug("gateway streams {} {} with {}", method_, target_,
+                  bs->head.result_int());
+    stream_.expires_after(write_timeout);
+    http::async_write_header(
+        stream_, *bs->serializer,
+        [self = shared_from_this(), bs](beast::error_code ec, std::size_t) {
+          if (ec)
+            return self->unpark();
+          self->pull(bs);
+        });
+  }
+
+  void pull(const std::shared_ptr<body_stream>& bs) {
+    // The source may wait long for a log line: no timer meanwhile.
+    stream_.expires_never();
+    bs->source->next(
+        [weak = weak_from_this(), core = core_, bs](body_source::piece p) {
+          post_to(weak, core, [bs, p = std::move(p)](session& self) mutable {
+            self.on_piece(bs, std::move(p));
+          });
+        });
+  }
+
+  void on_piece(const std::shared_ptr<body_stream>& bs, body_source::piece p) {
+    if (!p) {
+      unpark();
+      // A body shorter or longer than announced leaves the connection
+      // unusable: close it so the client sees the error.
+      bool reuse
+          = bs->length && *bs->length == bs->written && !bs->head.need_eof();
+      return reuse ? do_read() : do_close();
+    }
+    bs->written += p->size();
+    auto buf = std::make_shared<std::string>(std::move(*p));
+    stream_.expires_after(write_timeout);
+    net::async_write(stream_, net::buffer(*buf),
+                     [self = shared_from_this(), bs, buf](beast::error_code ec,
+                                                          std::size_t) {
+                       if (ec)
+                         return self->unpark();
+                       self->pull(bs);
+                     });
+  }
+
+  void unpark() {
+    std::shared_ptr<session> keep; // released outside the lock
+    std::lock_guard lock(core_->mutex);
+    if (auto it = core_->parked.find(id_); it != core_->parked.end()) {
+      keep = std::move(it->second);
+      core_->parked.erase(it);
+    }
   }
 
   void on_reply(response res) {
-    std::shared_ptr<session> keep; // released outside the lock
-    {
-      std::lock_guard lock(core_->mutex);
-      if (auto it = core_->parked.find(id_); it != core_->parked.end()) {
-        keep = std::move(it->second);
-        core_->parked.erase(it);
-      }
-    }
+    auto keep = shared_from_this();
+    unpark();
     spdlog::debug("gateway answers {} {} with {}", method_, target_,
                   res.result_int());
     do_write(std::move(res));

@@ -2,11 +2,14 @@
 /// What the HTTP router needs from the daemon, in plain C++: the gateway
 /// stays free of CAF, and the router is unit-tested against a fake.
 
+#include "services/artifacts.hpp"
 #include "services/gpu_inventory.hpp"
+#include "services/log_files.hpp"
 #include "services/result.hpp"
 #include "services/run_spec.hpp"
 #include "services/run_view.hpp"
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -35,6 +38,50 @@ struct gpu_report {
   std::vector<row> gpus;
 };
 
+/// GET /runs/{id}/logs: a tail, or what follows a cursor.
+struct log_query {
+  log_selection streams;
+  /// Lines after this position; nullopt: the last `tail` lines.
+  std::optional<log_cursor> since;
+  std::size_t tail = 100;
+  /// Most lines one answer carries.
+  std::size_t limit = 1000;
+  /// Follow: answer only once there is a line, the run has ended, or
+  /// `wait_timeout` passed (then with no line: a heartbeat).
+  bool wait = false;
+  millis wait_timeout = std::chrono::seconds{15};
+};
+
+struct log_answer {
+  std::vector<log_line> lines;
+  log_cursor cursor; // where the next query continues
+  /// The run has ended for good and every line up to its end was sent.
+  bool ended = false;
+};
+
+/// GET /runs/{id}/events and /events: what follows a sequence number.
+struct event_query {
+  /// Events with a sequence number above this; nullopt: the whole history.
+  std::optional<std::uint64_t> after;
+  /// Follow: answer only once there is an event, the run has ended for
+  /// good (per-run queries only), or `wait_timeout` passed.
+  bool wait = false;
+  millis wait_timeout = std::chrono::seconds{15};
+};
+
+struct event_answer {
+  std::vector<run_event> events; // oldest first
+  /// The newest sequence number given out so far (the next `after`).
+  std::uint64_t last = 0;
+  /// Per run: it has ended for good and every event was sent.
+  bool ended = false;
+};
+
+/// GET /runs/{id}/artifacts: what the patterns match now.
+struct artifact_report {
+  std::vector<artifact> files;
+};
+
 /// Every call answers exactly once through its callback, possibly from
 /// another thread; callers must not block waiting for it.
 class api_backend {
@@ -59,8 +106,23 @@ public:
   virtual void stop(std::string id, stop_request req, reply<run_view> done) = 0;
   /// Forgets an ended run.
   virtual void remove(std::string id, reply<ok_t> done) = 0;
-  /// The run's events, oldest first (a bounded recent history).
-  virtual void events(std::string id, reply<std::vector<run_event>> done) = 0;
+  /// A new run of an ended run's spec, with restart_of set and
+  /// {latest_checkpoint} bound to that run's newest checkpoint.
+  virtual void restart(std::string id, reply<run_view> done) = 0;
+  /// The run's events (a bounded recent history); an empty id: every
+  /// run's events, in the order the daemon saw them.
+  virtual void events(std::string id, event_query q, reply<event_answer> done)
+      = 0;
+  /// The run's output lines.
+  virtual void logs(std::string id, log_query q, reply<log_answer> done) = 0;
+  /// {"latest": {...}, "series": {...}} (DESIGN.md, GET .../metrics).
+  virtual void metrics(std::string id, reply<nlohmann::json> done) = 0;
+  /// The run's checkpoints and videos.
+  virtual void artifacts(std::string id, reply<artifact_report> done) = 0;
+  /// The file of one artifact, if `name` may be served (403/404 if not).
+  virtual void artifact_file(std::string id, std::string name,
+                             reply<artifact> done)
+      = 0;
   /// The GPU inventory with each device's holder.
   virtual void gpus(reply<gpu_report> done) = 0;
 };

@@ -35,7 +35,9 @@ nlohmann::json opt_str(const std::string& s) {
 } // namespace
 
 nlohmann::json to_json(const run_event& e) {
-  return {{"t", format_time(e.t)},
+  return {{"seq", e.seq},
+          {"run", e.run},
+          {"t", format_time(e.t)},
           {"type", e.type},
           {"cause", opt_str(e.cause)},
           {"message", e.message},

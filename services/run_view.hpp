@@ -61,14 +61,18 @@ struct run_view {
 
 /// Something that happened to a run: a state change, a signal, a restart.
 struct run_event {
+  /// Position in the stream it is read from (per run, or daemon-wide);
+  /// SSE's `id:`.
+  std::uint64_t seq = 0;
+  std::string run; // the run's id
   sys_time t{};
-  std::string type;    // state, signal, checkpoint, restart, pause_timeout
+  std::string type;    // state, signal, checkpoint, artifact, pause_timeout
   std::string cause;   // user, external, exit, restart, scheduled, ...
   std::string message; // for people
   nlohmann::json data = nlohmann::json::object();
 };
 
-/// {"t", "type", "cause", "message", "data"}
+/// {"seq", "run", "t", "type", "cause", "message", "data"}
 nlohmann::json to_json(const run_event& e);
 
 /// RFC 3339 UTC with milliseconds: 2026-11-28T15:13:00.123Z

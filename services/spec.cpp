@@ -868,6 +868,7 @@ YAML::Mark parse_experiment(const field& f, const run_spec& defaults,
   YAML::Mark name_mark;
   bool has_name = false;
   bool has_command = false;
+  std::optional<field> stop_field;
   for (auto& e : entries) {
     auto& v = e.value;
     if (e.key == "name") {
@@ -900,6 +901,7 @@ YAML::Mark parse_experiment(const field& f, const run_spec& defaults,
       points = parse_matrix(v);
     } else if (e.key == "stop") {
       spec.stop = parse_stop(v);
+      stop_field = v;
     } else if (e.key == "progress") {
       spec.progress = parse_progress(v, templates);
     } else if (e.key == "artifacts") {
@@ -923,6 +925,12 @@ YAML::Mark parse_experiment(const field& f, const run_spec& defaults,
   if (!has_command)
     f.fail("experiment '" + spec.experiment
            + "' is missing required key 'command'");
+  // Without a pattern there is no way to see the checkpoint arrive, and
+  // every stop would wait the whole checkpoint_timeout.
+  if (stop_field && spec.stop.checkpoint_signal
+      && spec.artifacts.checkpoints.empty())
+    stop_field->fail("checkpoint_signal needs artifacts.checkpoints, the "
+                     "pattern that shows when the checkpoint is saved");
   if (points.empty())
     points.emplace_back();
   if (out.size() + points.size() > max_runs_per_file)

@@ -1,6 +1,7 @@
 #include "cli/commands.hpp"
 #include "cli/discovery.hpp"
 #include "cli/format.hpp"
+#include "cli/sse.hpp"
 #include "gateway/server.hpp"
 #include "tests/gateway/fake_backend.hpp"
 #include "tests/temp_dir.hpp"
@@ -62,7 +63,15 @@ json run_json(std::string id, std::string state, json extra = json::object()) {
               {"started_at", "2026-11-28T15:13:00.123Z"},
               {"active_s", 185.2},
               {"queue_position", nullptr},
-              {"retry_at", nullptr}};
+              {"retry_at", nullptr},
+              {"resources",
+               {{"cpu_pct", 101.4},
+                {"rss_bytes", std::uint64_t{3} << 30},
+                {"gpu_memory_bytes", nullptr}}},
+              {"progress",
+               {{"metrics", json::object()},
+                {"fraction", nullptr},
+                {"eta_s", nullptr}}}};
   run.update(extra);
   return run;
 }
@@ -248,14 +257,17 @@ TEST_CASE("ps shows GPUs, paused runs' too, with a legend", "[cli][format]") {
   auto lines = lines_of(text);
   REQUIRE(lines.size() == 5);
   CHECK(lines[0]
-        == "STATE       ID     EXPERIMENT  GPUS  PID   PROCS  UPTIME  "
-           "REASON/EXIT");
+        == "STATE       ID     EXPERIMENT  GPUS  PID   PROCS  CPU%  RSS   "
+           "UPTIME  PROGRESS  ETA  REASON/EXIT");
   CHECK(lines[1]
-        == "🟢 running  ppo-1  ppo         0,1   4242  3      3m05s");
+        == "🟢 running  ppo-1  ppo         0,1   4242  3      101   3.0G  "
+           "3m05s   -         -");
   CHECK(lines[2]
-        == "⏸️ paused   ppo-2  ppo         2     4242  3      3m05s");
+        == "⏸️ paused   ppo-2  ppo         2     4242  3      101   3.0G  "
+           "3m05s   -         -");
   CHECK(lines[3]
-        == "🟢 running  cpu-1  ppo         -     4242  3      3m05s");
+        == "🟢 running  cpu-1  ppo         -     4242  3      101   3.0G  "
+           "3m05s   -         -");
   CHECK(lines[4] == paused_gpus_legend);
 
   // Without a queued run there is no QUEUE column; with one, there is.
@@ -274,20 +286,89 @@ TEST_CASE("ps shows GPUs, paused runs' too, with a legend", "[cli][format]") {
   lines = lines_of(render_ps(runs));
   REQUIRE(lines.size() == 7);
   CHECK(lines[0]
-        == "STATE       ID       EXPERIMENT  GPUS  PID   PROCS  UPTIME  QUEUE  "
-           "REASON/EXIT");
+        == "STATE       ID       EXPERIMENT  GPUS  PID   PROCS  CPU%  RSS   "
+           "UPTIME  PROGRESS  ETA  QUEUE  REASON/EXIT");
   CHECK(lines[1]
-        == "🟢 running  ppo-1    ppo         0,1   4242  3      3m05s   -");
+        == "🟢 running  ppo-1    ppo         0,1   4242  3      101   3.0G  "
+           "3m05s   -         -    -");
   CHECK(lines[4]
-        == "⏳ queued   big-1    ppo         -     -     0      -       #3");
+        == "⏳ queued   big-1    ppo         -     -     0      -     -     "
+           "-       -         -    #3");
   CHECK(lines[5]
-        == "⏳ queued   flaky-1  ppo         -     -     0      -       -      "
-           "retry at 2026-11-28T15:14:00.000Z");
+        == "⏳ queued   flaky-1  ppo         -     -     0      -     -     "
+           "-       -         -    -      retry at 2026-11-28T15:14:00.000Z");
   CHECK(lines[6] == paused_gpus_legend);
 
   // A paused run without GPUs needs no legend.
   lines = lines_of(render_ps(json{run_json("p", "paused")}));
   CHECK(lines.size() == 2);
+}
+
+TEST_CASE("ps shows progress and ETA where the run knows them",
+          "[cli][format]") {
+  json runs = {run_json("ppo-1", "running",
+                        {{"progress",
+                          {{"metrics", {{"time/fps", 1207}}},
+                           {"fraction", 0.4213},
+                           {"eta_s", 3725}}}}),
+               run_json("done-1", "finished",
+                        {{"pid", nullptr},
+                         {"process_count", 0},
+                         {"progress",
+                          {{"metrics", json::object()},
+                           {"fraction", 1.0},
+                           {"eta_s", nullptr}}}})};
+  auto lines = lines_of(render_ps(runs));
+  REQUIRE(lines.size() == 3);
+  INFO(lines[1]);
+  CHECK(column_of(lines[0], "PROGRESS") == column_of(lines[1], "42.1%"));
+  CHECK(column_of(lines[0], "ETA") == column_of(lines[1], "1h02m"));
+  CHECK(column_of(lines[0], "PROGRESS") == column_of(lines[2], "100.0%"));
+  // An ended run has no CPU or RSS to show.
+  INFO(lines[2]);
+  CHECK(lines[2].find("0      -     -     3m05s") != std::string::npos);
+}
+
+TEST_CASE("artifacts are listed by kind with size and time", "[cli][format]") {
+  json answer = {{"checkpoints",
+                  {{{"name", "ckpt/step_1000.pt"},
+                    {"path", "/w/ckpt/step_1000.pt"},
+                    {"size", 1536},
+                    {"mtime", "2026-11-28T15:13:00.123Z"}}}},
+                 {"videos", json::array()}};
+  auto lines = lines_of(render_artifacts(answer));
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "KIND        NAME               SIZE  MODIFIED");
+  CHECK(lines[1]
+        == "checkpoint  ckpt/step_1000.pt  1.5K  2026-11-28T15:13:00.123Z");
+  CHECK(render_artifacts(
+            json{{"checkpoints", json::array()}, {"videos", json::array()}})
+        == "no artifacts\n");
+}
+
+TEST_CASE("sse parser splits events across arbitrary pieces", "[cli][sse]") {
+  std::string stream = "retry: 2000\n\n: keepalive\n\nid: 5-0\nevent: "
+                       "line\ndata: {\"text\": \"a\"}\n\nevent: end\r\ndata: "
+                       "{}\r\n\r\n";
+  // Every split point must give the same events.
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    sse_parser p;
+    auto a = p.feed(std::string_view(stream).substr(0, cut));
+    auto b = p.feed(std::string_view(stream).substr(cut));
+    a.insert(a.end(), b.begin(), b.end());
+    INFO("cut at " << cut);
+    REQUIRE(a.size() == 2);
+    CHECK(a[0].event == "line");
+    CHECK(a[0].id == "5-0");
+    CHECK(a[0].data == R"({"text": "a"})");
+    CHECK(a[1].event == "end");
+    CHECK(a[1].data == "{}");
+  }
+  sse_parser p;
+  auto multi = p.feed("data: one\ndata: two\n\n");
+  REQUIRE(multi.size() == 1);
+  CHECK(multi[0].event == "message");
+  CHECK(multi[0].data == "one\ntwo");
 }
 
 TEST_CASE("gpus shows memory, utilization and holders", "[cli][format]") {

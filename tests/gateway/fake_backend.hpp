@@ -175,18 +175,118 @@ public:
     answer(std::move(done), result<ok_t>(ok));
   }
 
-  void events(std::string id, reply<std::vector<run_event>> done) override {
-    record("events " + id);
-    auto r = find(id);
-    if (!r)
-      return answer(std::move(done), result<std::vector<run_event>>(r.error()));
+  void events(std::string id, event_query q,
+              reply<event_answer> done) override {
+    record("events " + id + (q.wait ? " wait" : ""));
+    if (!id.empty())
+      if (auto r = find(id); !r)
+        return answer(std::move(done), result<event_answer>(r.error()));
     run_event e;
-    e.t = r->created_at;
+    e.seq = 1;
+    e.run = id.empty() ? "ppo-1" : id;
     e.type = "state";
     e.cause = "scheduled";
     e.message = "starting";
     e.data = {{"from", "queued"}, {"to", "starting"}};
-    answer(std::move(done), result<std::vector<run_event>>(std::vector{e}));
+    event_answer a;
+    if (!q.after || *q.after < 1)
+      a.events.push_back(e);
+    a.last = 1;
+    // A stopped run has ended for good: a follower gets `end`.
+    a.ended = !id.empty() && is_ended(find(id)->state);
+    answer(std::move(done), result<event_answer>(std::move(a)));
+  }
+
+  void restart(std::string id, reply<run_view> done) override {
+    record("restart " + id);
+    auto r = find(id);
+    if (r && !is_ended(r->state))
+      r = make_error(ec::invalid_transition,
+                     "run " + id + " is " + std::string(to_string(r->state))
+                         + "; only an ended run can be restarted");
+    else if (r) {
+      r->restart_of = id;
+      r->id = id + "-2";
+      r->state = run_state::queued;
+    }
+    answer(std::move(done), std::move(r));
+  }
+
+  /// What logs() serves for every run: two stdout lines and a stderr one.
+  std::vector<log_line> lines = [] {
+    std::vector<log_line> out(3);
+    out[0] = {log_stream::out, {}, "step 1", 0, 7};
+    out[1] = {log_stream::err, {}, "warning: x", 0, 11};
+    out[2] = {log_stream::out, {}, "step 2 \xc3\xa9", 7, 16};
+    return out;
+  }();
+  log_query last_logs;
+
+  void logs(std::string id, log_query q, reply<log_answer> done) override {
+    {
+      std::lock_guard lock(mutex_);
+      calls.push_back("logs " + id);
+      last_logs = q;
+    }
+    auto r = find(id);
+    if (!r)
+      return answer(std::move(done), result<log_answer>(r.error()));
+    log_answer a;
+    a.cursor = {16, 11};
+    std::vector<log_line> picked;
+    for (auto& l : lines) {
+      if (!(l.stream == log_stream::out ? q.streams.out : q.streams.err))
+        continue;
+      if (q.since
+          && l.end
+                 <= (l.stream == log_stream::out ? q.since->out : q.since->err))
+        continue;
+      picked.push_back(l);
+    }
+    if (!q.since && picked.size() > q.tail)
+      picked.erase(picked.begin(),
+                   picked.end() - static_cast<std::ptrdiff_t>(q.tail));
+    a.lines = std::move(picked);
+    a.ended = is_ended(r->state);
+    answer(std::move(done), result<log_answer>(std::move(a)));
+  }
+
+  void metrics(std::string id, reply<nlohmann::json> done) override {
+    record("metrics " + id);
+    auto r = find(id);
+    if (!r)
+      return answer(std::move(done), result<nlohmann::json>(r.error()));
+    answer(std::move(done),
+           result<nlohmann::json>(nlohmann::json{
+               {"latest", {{"time/fps", 1207}}},
+               {"series", {{"time/fps", {{1.5, 2048, 1207}}}}}}));
+  }
+
+  /// Files artifact_file() may serve, by name.
+  std::vector<artifact> files;
+
+  void artifacts(std::string id, reply<artifact_report> done) override {
+    record("artifacts " + id);
+    auto r = find(id);
+    if (!r)
+      return answer(std::move(done), result<artifact_report>(r.error()));
+    answer(std::move(done), result<artifact_report>(artifact_report{files}));
+  }
+
+  void artifact_file(std::string id, std::string name,
+                     reply<artifact> done) override {
+    record("artifact " + id + " " + name);
+    if (auto r = find(id); !r)
+      return answer(std::move(done), result<artifact>(r.error()));
+    if (name.find("..") != std::string::npos || name.starts_with("/"))
+      return answer(std::move(done),
+                    result<artifact>(make_error(
+                        ec::forbidden, "artifact '" + name + "' is outside")));
+    for (auto& f : files)
+      if (f.name == name)
+        return answer(std::move(done), result<artifact>(f));
+    answer(std::move(done), result<artifact>(make_error(
+                                ec::not_found, "no artifact '" + name + "'")));
   }
 
   void gpus(reply<gpu_report> done) override {

@@ -6,13 +6,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include "cli/http_client.hpp"
+#include "cli/sse.hpp"
 #include "services/proc.hpp"
 
 extern char** environ;
@@ -224,6 +227,71 @@ std::string trainer_yaml(const std::string& name, const std::string& dir,
   if (!extra_keys.empty())
     yaml += extra_keys;
   return yaml;
+}
+
+struct sse_follower::impl {
+  mutable std::mutex mutex;
+  mutable std::condition_variable cv;
+  std::vector<received_event> events;
+  bool done = false;
+  int status = 0;
+  std::thread thread;
+};
+
+sse_follower::sse_follower(
+    const test_daemon& d, std::string target,
+    std::function<bool(const std::vector<received_event>&)> enough)
+    : impl_(std::make_shared<impl>()) {
+  auto url = d.url();
+  auto token = d.token();
+  impl_->thread = std::thread([self = impl_, url, token,
+                               target = std::move(target), enough] {
+    cli::sse_parser parser;
+    try {
+      auto r = cli::http_stream(
+          url, target, token,
+          [&](std::string_view data) {
+            std::lock_guard lock(self->mutex);
+            self->status = 200;
+            for (auto& e : parser.feed(data)) {
+              self->events.push_back(
+                  {e.event, e.id, nlohmann::json::parse(e.data, nullptr, false),
+                   std::chrono::steady_clock::now()});
+              if (e.event == "end" || (enough && enough(self->events)))
+                return false;
+            }
+            self->cv.notify_all();
+            return true;
+          },
+          std::chrono::seconds{60});
+      std::lock_guard lock(self->mutex);
+      self->status = r.status;
+    } catch (const std::exception&) {
+    }
+    std::lock_guard lock(self->mutex);
+    self->done = true;
+    self->cv.notify_all();
+  });
+}
+
+sse_follower::~sse_follower() {
+  if (impl_->thread.joinable())
+    impl_->thread.join();
+}
+
+std::vector<received_event> sse_follower::events() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->events;
+}
+
+bool sse_follower::wait_done(std::chrono::milliseconds limit) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->cv.wait_for(lock, limit, [&] { return impl_->done; });
+}
+
+int sse_follower::status() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->status;
 }
 
 } // namespace corral::test

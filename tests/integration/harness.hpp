@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,6 +57,37 @@ private:
   int pid_ = -1;
   std::string url_;
   std::string token_;
+};
+
+/// One server-sent event as a follower received it.
+struct received_event {
+  std::string event;
+  std::string id;
+  nlohmann::json data;
+  std::chrono::steady_clock::time_point at; // when it arrived
+};
+
+/// Follows an SSE endpoint of `d` on a thread until the server sends
+/// `end`, or `enough` holds for what arrived so far.
+class sse_follower {
+public:
+  sse_follower(const test_daemon& d, std::string target,
+               std::function<bool(const std::vector<received_event>&)> enough
+               = {});
+  ~sse_follower();
+  sse_follower(const sse_follower&) = delete;
+  sse_follower& operator=(const sse_follower&) = delete;
+
+  /// What arrived so far.
+  std::vector<received_event> events() const;
+  /// Waits for the stream to end (or `enough`); false on timeout.
+  bool wait_done(std::chrono::milliseconds limit = 60s) const;
+  /// The HTTP status, once the answer's head arrived (0 before).
+  int status() const;
+
+private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
 };
 
 /// Runs `corral ARGS...` to completion; returns exit code and output.

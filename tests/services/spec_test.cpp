@@ -585,6 +585,10 @@ TEST_CASE("wrong types and impossible values name the key, line and column") {
     CHECK(invalid_key("    stop: {checkpoint_signal: KILL}\n")
           == "experiments[0].stop.checkpoint_signal (line 4, column 31): "
              "SIGKILL cannot be caught, so no checkpoint could be saved");
+    CHECK(invalid_key("    stop: {checkpoint_signal: SIGUSR1}\n")
+          == "experiments[0].stop (line 4, column 11): checkpoint_signal "
+             "needs artifacts.checkpoints, the pattern that shows when the "
+             "checkpoint is saved");
     CHECK(invalid_key("    stop: {mode: group}\n")
           == "experiments[0].stop.mode (line 4, column 18): expected main or "
              "tree, got 'group'");

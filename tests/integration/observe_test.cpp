@@ -1,0 +1,391 @@
+// What a user watches during a run, through a real daemon: logs (JSON and
+// SSE), events, progress metrics and ETA, artifacts, the checkpoint
+// handshake and restart from the latest checkpoint.
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "tests/integration/harness.hpp"
+
+using namespace corral::test;
+using json = nlohmann::json;
+
+namespace {
+
+std::string submit_one(test_daemon& d, const std::string& yaml,
+                       const std::string& base = "/tmp") {
+  auto r = d.submit(yaml, base);
+  INFO(r.raw);
+  REQUIRE(r.status == 201);
+  return r.body["runs"][0]["id"].get<std::string>();
+}
+
+json wait_state(test_daemon& d, const std::string& id,
+                const std::set<std::string>& states,
+                std::chrono::milliseconds limit = 60s) {
+  json run;
+  bool ok = wait_until(
+      [&] {
+        run = d.run(id);
+        return states.count(run["state"].get<std::string>()) > 0;
+      },
+      limit);
+  INFO(run.dump());
+  REQUIRE(ok);
+  return run;
+}
+
+const std::set<std::string> ended{"stopped", "finished", "failed"};
+
+std::string python_yaml(const std::string& name, const std::string& code,
+                        const std::string& extra = "") {
+  json cmd = {"python3", "-c", code};
+  return "experiments:\n  - name: " + name + "\n    command: " + cmd.dump()
+         + "\n" + extra;
+}
+
+std::string toy_trainer() {
+  return CORRAL_SOURCE_DIR "/config/examples/toy_trainer.py";
+}
+
+} // namespace
+
+TEST_CASE("a follower gets every line as it is printed, then end",
+          "[integration][logs]") {
+  test_daemon d;
+  // Prints a line to each stream every 50 ms, waits for a go file, then a
+  // last burst and an unterminated line.
+  temp_dir dir;
+  auto go = dir / "go";
+  auto id = submit_one(
+      d, python_yaml("chatty",
+                     "import os, sys, time\n"
+                     "for i in range(20):\n"
+                     "    print('out', i, flush=True)\n"
+                     "    print('err', i, file=sys.stderr, flush=True)\n"
+                     "    time.sleep(0.05)\n"
+                     "while not os.path.exists('"
+                         + go
+                         + "'): time.sleep(0.02)\n"
+                           "print('late', flush=True)\n"
+                           "time.sleep(0.3)\n"
+                           "sys.stdout.write('no newline at the end')\n"));
+  wait_state(d, id, {"running"});
+  sse_follower f(d, "/api/v1/runs/" + id + "/logs?follow=1&tail=1000");
+  REQUIRE(wait_until(
+      [&] {
+        auto es = f.events();
+        return es.size() >= 40;
+      },
+      30s));
+  // A line printed now reaches the follower promptly (the benchmark
+  // measures how promptly; here the bound is generous).
+  auto before = f.events().size();
+  auto written = std::chrono::steady_clock::now();
+  std::ofstream{go} << "1";
+  REQUIRE(wait_until(
+      [&] {
+        for (auto& e : f.events())
+          if (e.event == "line" && e.data["text"] == "late")
+            return true;
+        return false;
+      },
+      10s));
+  for (auto& e : f.events())
+    if (e.event == "line" && e.data["text"] == "late")
+      CHECK(e.at - written < 5s);
+  REQUIRE(f.wait_done());
+  auto es = f.events();
+  CHECK(es.size() > before);
+  REQUIRE(es.back().event == "end");
+  std::vector<std::string> out, err;
+  for (auto& e : es) {
+    if (e.event != "line")
+      continue;
+    CHECK(!e.id.empty());
+    CHECK(e.data["t"].get<std::string>().back() == 'Z');
+    (e.data["stream"] == "stdout" ? out : err)
+        .push_back(e.data["text"].get<std::string>());
+  }
+  REQUIRE(out.size() == 22);
+  REQUIRE(err.size() == 20);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(out[i] == "out " + std::to_string(i));
+    CHECK(err[i] == "err " + std::to_string(i));
+  }
+  CHECK(out[20] == "late");
+  CHECK(out[21] == "no newline at the end");
+
+  // The same lines as JSON: a tail, and pages from a cursor.
+  auto tail
+      = d.call("GET", "/api/v1/runs/" + id + "/logs?tail=2&stream=stdout");
+  REQUIRE(tail.status == 200);
+  REQUIRE(tail.body["lines"].size() == 2);
+  CHECK(tail.body["lines"][0]["text"] == "late");
+  CHECK(tail.body["lines"][1]["text"] == "no newline at the end");
+  auto errs
+      = d.call("GET", "/api/v1/runs/" + id + "/logs?tail=3&stream=stderr");
+  REQUIRE(errs.body["lines"].size() == 3);
+  CHECK(errs.body["lines"][2]["text"] == "err 19");
+
+  // Resuming after the id of line k gives exactly the lines after it.
+  auto mid = es[10];
+  REQUIRE(mid.event == "line");
+  sse_follower again(d,
+                     "/api/v1/runs/" + id + "/logs?follow=1&since=" + mid.id);
+  REQUIRE(again.wait_done());
+  auto rest = again.events();
+  std::size_t lines_after = 0;
+  for (std::size_t i = 11; i < es.size(); ++i)
+    lines_after += es[i].event == "line";
+  CHECK(rest.size() == lines_after + 1);
+  CHECK(rest.back().event == "end");
+  CHECK(rest.front().data == es[11].data);
+
+  // The CLI prints both streams, each on its own.
+  auto cli = run_corral({"logs", "-f", "--tail", "5", "--server", d.url(),
+                         "--state-dir", d.state_dir(), id});
+  CHECK(cli.exit_code == 0);
+  CHECK(cli.out.find("late\nno newline at the end\n") != std::string::npos);
+}
+
+TEST_CASE("garbage output stays valid JSON and tqdm redraws collapse",
+          "[integration][logs]") {
+  test_daemon d;
+  auto id = submit_one(
+      d,
+      python_yaml("garbage",
+                  "import sys\n"
+                  "w = sys.stdout.buffer.write\n"
+                  "w(b'bad \\xff\\xfe bytes\\n')\n"
+                  "w(b'  0%|    | 0/3\\r 33%|#   | 1/3\\r100%|####| 3/3\\n')\n"
+                  "w(b'nul \\x00 and esc \\x1b[31mred\\x1b[0m\\n')\n"
+                  "w(b'x' * 200000 + b'\\n')\n"
+                  "sys.stdout.flush()\n"));
+  wait_state(d, id, ended);
+  auto r = d.call("GET", "/api/v1/runs/" + id + "/logs?tail=100");
+  REQUIRE(r.status == 200);
+  auto& lines = r.body["lines"];
+  INFO(r.raw.substr(0, 400));
+  REQUIRE(lines.size() >= 4);
+  CHECK(lines[0]["text"] == "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes");
+  CHECK(lines[1]["text"] == "100%|####| 3/3");
+  CHECK(lines[2]["text"]
+        == std::string("nul \0 and esc \x1b[31mred\x1b[0m", 26));
+  // A 200000-byte line comes in pieces of at most 64 KiB, nothing lost.
+  std::size_t xs = 0;
+  for (std::size_t i = 3; i < lines.size(); ++i) {
+    auto text = lines[i]["text"].get<std::string>();
+    CHECK(text.size() <= 64 * 1024);
+    xs += text.size();
+  }
+  CHECK(xs == 200000);
+}
+
+TEST_CASE("sb3 progress gives metrics, fraction and an ETA that a pause "
+          "does not move",
+          "[integration][metrics]") {
+  test_daemon d;
+  temp_dir dir;
+  auto id = submit_one(
+      d,
+      "experiments:\n  - name: toy\n    command: [python3, \"" + toy_trainer()
+          + "\", --total-timesteps, \"409600\", --workers, \"1\"]\n"
+            "    progress: {format: sb3, counter: time/total_timesteps, "
+            "total: 409600}\n",
+      dir.path());
+  json run;
+  REQUIRE(wait_until(
+      [&] {
+        run = d.run(id);
+        return run["progress"]["eta_s"].is_number()
+               && run["progress"]["metrics"]["time/total_timesteps"] >= 6144;
+      },
+      30s));
+  auto& progress = run["progress"];
+  CHECK(progress["fraction"].get<double>() > 0);
+  CHECK(progress["fraction"].get<double>() < 0.2);
+  CHECK(progress["metrics"]["rollout/ep_rew_mean"].is_number());
+  // About 2048 steps a second: 400k steps take minutes, not hours.
+  CHECK(progress["eta_s"].get<double>() > 30);
+  CHECK(progress["eta_s"].get<double>() < 1000);
+
+  REQUIRE(d.call("POST", "/api/v1/runs/" + id + "/pause").status == 200);
+  auto paused = d.run(id);
+  std::this_thread::sleep_for(1500ms);
+  auto later = d.run(id);
+  CHECK(later["progress"]["eta_s"] == paused["progress"]["eta_s"]);
+  CHECK(later["active_s"] == paused["active_s"]);
+  REQUIRE(d.call("POST", "/api/v1/runs/" + id + "/resume").status == 200);
+  REQUIRE(wait_until(
+      [&] {
+        auto now = d.run(id);
+        return now["progress"]["eta_s"].is_number()
+               && now["progress"]["eta_s"].get<double>()
+                      < paused["progress"]["eta_s"].get<double>() - 0.5;
+      },
+      20s));
+
+  auto m = d.call("GET", "/api/v1/runs/" + id + "/metrics");
+  REQUIRE(m.status == 200);
+  auto series = m.body["series"]["time/total_timesteps"];
+  REQUIRE(series.size() >= 3);
+  for (auto& point : series) {
+    REQUIRE(point.size() == 3);
+    CHECK(point[1] == point[2]); // the counter is its own step
+  }
+  CHECK(m.body["latest"]["time/total_timesteps"] == series.back()[2]);
+  // ps shows the same progress.
+  auto ps
+      = run_corral({"ps", "--server", d.url(), "--state-dir", d.state_dir()});
+  CHECK(ps.out.find("%") != std::string::npos);
+}
+
+TEST_CASE("a stop asks for a checkpoint first, and the event names it",
+          "[integration][artifacts]") {
+  test_daemon d;
+  temp_dir dir;
+  auto id = submit_one(
+      d,
+      "experiments:\n  - name: ckpt\n    command: [python3, \"" + toy_trainer()
+          + "\", --ckpt-dir, \"ckpt/{run}\", --workers, \"1\"]\n"
+            "    stop: {checkpoint_signal: SIGUSR1, checkpoint_timeout: 20s, "
+            "grace: 10s}\n"
+            "    artifacts: {checkpoints: \"ckpt/{run}/*.zip\", videos: "
+            "\"videos/*.mp4\"}\n",
+      dir.path());
+  wait_state(d, id, {"running"});
+  REQUIRE(wait_until(
+      [&] { return d.stdout_of(id).find("Using cpu") != std::string::npos; }));
+  // A video appears while the run goes: it is an event and can be served.
+  std::filesystem::create_directories(dir / "videos");
+  std::string video(300000, 'v');
+  for (std::size_t i = 0; i < video.size(); ++i)
+    video[i] = static_cast<char>(i % 251);
+  std::ofstream(dir / "videos/ep1.mp4", std::ios::binary) << video;
+  json events;
+  bool seen = wait_until(
+      [&] {
+        events = d.call("GET", "/api/v1/runs/" + id + "/events").body;
+        for (auto& e : events["events"])
+          if (e["type"] == "artifact" && e["data"]["name"] == "videos/ep1.mp4")
+            return true;
+        return false;
+      },
+      20s);
+  INFO(events.dump(1));
+  REQUIRE(seen);
+
+  auto stop
+      = d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
+  REQUIRE(stop.status == 200);
+  CHECK(stop.body["state"] == "stopped");
+  json saved;
+  auto after = d.call("GET", "/api/v1/runs/" + id + "/events").body;
+  for (auto& e : after["events"])
+    if (e["type"] == "checkpoint")
+      saved = e;
+  INFO(after.dump());
+  REQUIRE(saved["data"]["saved"] == true);
+  auto name = saved["data"]["name"].get<std::string>();
+  CHECK(name.starts_with("ckpt/" + id + "/ppo_"));
+  CHECK(d.stdout_of(id).find("(SIGUSR1)") != std::string::npos);
+
+  auto list = d.call("GET", "/api/v1/runs/" + id + "/artifacts");
+  REQUIRE(list.status == 200);
+  REQUIRE(list.body["videos"].size() == 1);
+  CHECK(list.body["videos"][0]["size"] == 300000);
+  bool listed = false;
+  for (auto& c : list.body["checkpoints"])
+    listed = listed || c["name"] == name;
+  CHECK(listed);
+
+  auto file
+      = d.call("GET", "/api/v1/runs/" + id + "/artifacts/videos%2Fep1.mp4");
+  REQUIRE(file.status == 200);
+  CHECK(file.raw == video);
+  // Nothing outside the declared patterns is served.
+  std::ofstream(dir / "secret.txt") << "no";
+  for (auto bad : {"..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd",
+                   "videos%2F..%2Fsecret.txt"})
+    CHECK(d.call("GET", "/api/v1/runs/" + id + "/artifacts/" + bad).status
+          == 403);
+  CHECK(d.call("GET", "/api/v1/runs/" + id + "/artifacts/secret.txt").status
+        == 404);
+}
+
+TEST_CASE("restart makes a new run bound to the newest checkpoint",
+          "[integration][artifacts]") {
+  test_daemon d;
+  temp_dir dir;
+  auto yaml = python_yaml(
+      "resume",
+      "import os, sys\n"
+      "print('resume=' + sys.argv[1], flush=True)\n"
+      "os.makedirs('ck', exist_ok=True)\n"
+      "open('ck/step_%d.pt' % len(sys.argv[1]), 'w').write('x')\n",
+      "    artifacts: {checkpoints: \"ck/*.pt\"}\n");
+  // python3 -c CODE ARG: the placeholder is the script's argv[1].
+  yaml.replace(yaml.find("]\n"), 2, ", \"{latest_checkpoint}\"]\n");
+  auto id = submit_one(d, yaml, dir.path());
+  wait_state(d, id, ended);
+  CHECK(d.stdout_of(id) == "resume=\n");
+
+  auto live
+      = submit_one(d, python_yaml("sleeper", "import time; time.sleep(60)"));
+  auto refused = d.call("POST", "/api/v1/runs/" + live + "/restart");
+  CHECK(refused.status == 409);
+  CHECK(d.call("POST", "/api/v1/runs/nope/restart").status == 404);
+
+  auto r = d.call("POST", "/api/v1/runs/" + id + "/restart");
+  INFO(r.raw);
+  REQUIRE(r.status == 201);
+  auto again = r.body["id"].get<std::string>();
+  CHECK(again != id);
+  CHECK(r.body["restart_of"] == id);
+  wait_state(d, again, ended);
+  CHECK(d.stdout_of(again) == "resume=" + dir.path() + "/ck/step_0.pt\n");
+  auto events
+      = d.call("GET", "/api/v1/runs/" + again + "/events").body["events"];
+  CHECK(events[0]["message"] == "restart of " + id + " queued");
+}
+
+TEST_CASE("the daemon-wide event stream carries every run's events",
+          "[integration][events]") {
+  test_daemon d;
+  sse_follower all(
+      d, "/api/v1/events", [](const std::vector<received_event>& es) {
+        std::set<std::string> finished;
+        for (auto& e : es)
+          if (e.event == "event" && e.data["data"]["to"] == "finished")
+            finished.insert(e.data["run"].get<std::string>());
+        return finished.size() >= 2;
+      });
+  auto a = submit_one(d, python_yaml("a", "print(1)"));
+  auto b = submit_one(d, python_yaml("b", "print(2)"));
+  REQUIRE(all.wait_done(30s));
+  std::uint64_t last = 0;
+  for (auto& e : all.events()) {
+    if (e.event != "event")
+      continue;
+    auto seq = std::stoull(e.id);
+    CHECK(seq > last); // one order for all runs
+    last = seq;
+  }
+  // A run's own stream ends once the run has ended for good.
+  sse_follower one(d, "/api/v1/runs/" + a + "/events?follow=1");
+  REQUIRE(one.wait_done());
+  auto es = one.events();
+  REQUIRE(es.size() >= 4);
+  CHECK(es.back().event == "end");
+  CHECK(es[0].data["message"] == "queued");
+  CHECK(es[es.size() - 2].data["data"]["to"] == "finished");
+  auto cli = run_corral(
+      {"events", "--server", d.url(), "--state-dir", d.state_dir(), b});
+  CHECK(cli.exit_code == 0);
+  CHECK(cli.out.find("finished") != std::string::npos);
+}
