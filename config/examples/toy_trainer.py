@@ -7,7 +7,11 @@ checkpoint on SIGUSR1 and on SIGTERM (stopping its workers first), and keeps
 its step counter across pause and resume. Standard library only.
 
 Usage: toy_trainer.py [--workers N] [--total-timesteps N] [--lr LR]
-                      [--seed S] [--ckpt-dir DIR]
+                      [--seed S] [--ckpt-dir DIR] [--resume CHECKPOINT]
+
+Signal handlers only set flags; the loop saves. Python runs handlers between
+bytecodes, and a handler that prints while the loop prints dies of a
+reentrant write.
 """
 import argparse
 import math
@@ -52,6 +56,8 @@ def main():
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ckpt-dir", default="checkpoints")
+    p.add_argument("--resume", default="",
+                   help="checkpoint to continue from ('' starts afresh)")
     args = p.parse_args()
     random.seed(args.seed)
     os.makedirs(args.ckpt_dir, exist_ok=True)
@@ -65,7 +71,15 @@ def main():
         workers.append(pid)
 
     state = {"timesteps": 0, "iteration": 0}
+    if args.resume:
+        with open(args.resume) as f:
+            state["timesteps"] = int(f.read().split("=")[1])
+        state["iteration"] = state["timesteps"] // 2048
+        print("Resuming from %s at %d steps" % (args.resume, state["timesteps"]),
+              flush=True)
     started = time.time()
+    start_steps = state["timesteps"]
+    flags = {"save": False, "stop": False}
 
     def save(tag):
         path = os.path.join(args.ckpt_dir, "ppo_%d_steps.zip" % state["timesteps"])
@@ -74,23 +88,29 @@ def main():
         os.replace(path + ".tmp", path)
         print("Saving model checkpoint to %s (%s)" % (path, tag), flush=True)
 
-    def on_term(*_):
+    def finish():
         for pid in workers:
             try:
                 os.kill(pid, signal.SIGTERM)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
-        save("SIGTERM")
+        save("stop")
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGUSR1, lambda *_: save("SIGUSR1"))
+    signal.signal(signal.SIGTERM, lambda *_: flags.update(stop=True))
+    signal.signal(signal.SIGUSR1, lambda *_: flags.update(save=True))
     print("Using cpu device", flush=True)
     n_steps = 2048
     reward = 20.0
     while state["timesteps"] < args.total_timesteps:
-        time.sleep(1.0)
+        for _ in range(10):  # one rollout a second, signals seen at once
+            time.sleep(0.1)
+            if flags["save"]:
+                flags["save"] = False
+                save("SIGUSR1")
+            if flags["stop"]:
+                finish()
         state["iteration"] += 1
         state["timesteps"] += n_steps
         reward = min(500.0, reward * (1.0 + 2000 * args.lr) + random.uniform(-2, 4))
@@ -98,7 +118,8 @@ def main():
         print(table([
             ("rollout", [("ep_len_mean", "%.1f" % reward),
                          ("ep_rew_mean", "%.1f" % reward)]),
-            ("time", [("fps", str(int(state["timesteps"] / elapsed))),
+            ("time", [("fps", str(int((state["timesteps"] - start_steps)
+                                      / elapsed))),
                       ("iterations", str(state["iteration"])),
                       ("time_elapsed", str(elapsed)),
                       ("total_timesteps", str(state["timesteps"]))]),
@@ -107,7 +128,7 @@ def main():
         ]), flush=True)
         if state["iteration"] % 20 == 0:
             save("periodic")
-    on_term()
+    finish()
 
 
 if __name__ == "__main__":
