@@ -628,18 +628,20 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
       },
       [=](atom::logs, log_query q) -> caf::result<logs_result> {
         auto& st = self->state;
-        if (q.wait && q.since && !st.final) {
+        if (q.wait && q.since && !st.final)
           read_output(self); // an inotify message may be on its way
-          if (!st.output->has_news(q)) {
-            auto id = ++st.next_waiter;
-            auto rp = self->make_response_promise<logs_result>();
-            st.log_waiters.push_back({id, q, rp});
-            self->delayed_send(self, q.wait_timeout, atom::deadline::value,
-                               std::string{"logs_wait"}, id);
-            return rp;
-          }
+        auto a = st.output->query(q, st.final);
+        // Nothing to send yet: wait rather than answer empty, or the
+        // follower would ask again at once and spin.
+        if (q.wait && q.since && a && a->lines.empty() && !a->ended) {
+          auto id = ++st.next_waiter;
+          auto rp = self->make_response_promise<logs_result>();
+          st.log_waiters.push_back({id, q, rp});
+          self->delayed_send(self, q.wait_timeout, atom::deadline::value,
+                             std::string{"logs_wait"}, id);
+          return rp;
         }
-        return st.output->query(q, st.final);
+        return a;
       },
       [=](atom::metrics) -> json_result {
         return self->state.output->metrics_json();

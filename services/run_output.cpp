@@ -106,8 +106,10 @@ result<log_answer> run_output::query(const log_query& q, bool final) const {
 }
 
 bool run_output::has_news(const log_query& q) const {
-  if (!tailer_ || !q.since)
+  if (!q.since)
     return true;
+  if (!tailer_)
+    return false; // not started: nothing to read yet
   auto at = tailer_->cursor();
   return (q.streams.out && at.out > q.since->out)
          || (q.streams.err && at.err > q.since->err);

@@ -44,7 +44,8 @@ public:
   /// must. `final`: the run has ended for good.
   result<log_answer> query(const log_query& q, bool final) const;
   /// True when lines were read beyond `since` on a stream `q` selects, so
-  /// a waiting follower has something to get.
+  /// a waiting follower has something to get (always for a tail query;
+  /// never before following has started).
   bool has_news(const log_query& q) const;
 
   /// {"latest": {...}, "series": {...}}.

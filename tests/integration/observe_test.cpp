@@ -9,6 +9,12 @@
 #include <set>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "tests/integration/harness.hpp"
 
 using namespace corral::test;
@@ -46,6 +52,50 @@ std::string python_yaml(const std::string& name, const std::string& code,
   json cmd = {"python3", "-c", code};
   return "experiments:\n  - name: " + name + "\n    command: " + cmd.dump()
          + "\n" + extra;
+}
+
+/// Sends a raw GET and returns what arrives within `window`: to see the
+/// bytes of a stream, keepalive comments included.
+std::string read_raw(const test_daemon& d, const std::string& target,
+                     std::chrono::milliseconds window,
+                     const std::string& until = {}) {
+  auto port = std::stoi(d.url().substr(d.url().rfind(':') + 1));
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  auto req = "GET " + target
+             + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port)
+             + "\r\nAuthorization: Bearer " + d.token() + "\r\n\r\n";
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL)
+          == static_cast<ssize_t>(req.size()));
+  std::string got;
+  auto end = std::chrono::steady_clock::now() + window;
+  while (std::chrono::steady_clock::now() < end) {
+    if (!until.empty() && got.find(until) != std::string::npos)
+      break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) != 1)
+      continue;
+    char buf[4096];
+    auto n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0)
+      break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos;
+       pos = text.find(what, pos + 1))
+    ++n;
+  return n;
 }
 
 std::string toy_trainer() {
@@ -151,6 +201,38 @@ TEST_CASE("a follower gets every line as it is printed, then end",
                          "--state-dir", d.state_dir(), id});
   CHECK(cli.exit_code == 0);
   CHECK(cli.out.find("late\nno newline at the end\n") != std::string::npos);
+}
+
+TEST_CASE("a follower of a queued run waits quietly until it prints",
+          "[integration][logs]") {
+  test_daemon d({"--gpus", "1"});
+  auto holder = submit_one(
+      d, python_yaml("holder", "import time; time.sleep(60)", "    gpus: 1\n"));
+  wait_state(d, holder, {"running"});
+  auto waiting
+      = submit_one(d, python_yaml("waiting", "print('finally', flush=True)",
+                                  "    gpus: 1\n"));
+  CHECK(d.run(waiting)["state"] == "queued");
+  // Nothing to send: the head, the retry hint and at most one keepalive,
+  // not a stream of empty answers.
+  auto quiet
+      = read_raw(d, "/api/v1/runs/" + waiting + "/logs?follow=1", 1500ms);
+  INFO(quiet);
+  CHECK(quiet.starts_with("HTTP/1.1 200 OK"));
+  CHECK(count_of(quiet, ": keepalive") <= 1);
+  CHECK(count_of(quiet, "event:") == 0);
+
+  std::string streamed;
+  std::thread reader([&] {
+    streamed = read_raw(d, "/api/v1/runs/" + waiting + "/logs?follow=1", 30s,
+                        "event: end");
+  });
+  std::this_thread::sleep_for(300ms);
+  REQUIRE(d.call("POST", "/api/v1/runs/" + holder + "/stop").status == 200);
+  reader.join();
+  INFO(streamed);
+  CHECK(streamed.find("\"text\":\"finally\"") != std::string::npos);
+  CHECK(streamed.find("event: end") != std::string::npos);
 }
 
 TEST_CASE("garbage output stays valid JSON and tqdm redraws collapse",
