@@ -357,13 +357,18 @@ void local_executor::kill_tree() {
     (void)cgroup_->kill();
     return;
   }
+  // Rounds catch processes forked meanwhile. Zombies are dead already:
+  // waiting for their reaping would keep walking the shim's children, and
+  // could SIGKILL one the shim starts for itself at exit (LSan's tracer).
   for (int round = 0; round < 100; ++round) {
-    auto pids = tree_pids();
-    if (pids.empty())
-      return;
-    for (auto pid : pids)
-      if (auto st = read_proc_stat(pid))
+    bool any = false;
+    for (auto pid : tree_pids())
+      if (auto st = read_proc_stat(pid); st && st->state != 'Z') {
+        any = true;
         signal_process_safely(pid, st->starttime, SIGKILL);
+      }
+    if (!any)
+      return;
   }
 }
 
