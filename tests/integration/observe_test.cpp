@@ -378,6 +378,39 @@ TEST_CASE("sb3 progress gives metrics, fraction and an ETA that a pause "
   CHECK(ps.out.find("%") != std::string::npos);
 }
 
+TEST_CASE("a csv progress file is followed as the run appends to it",
+          "[integration][metrics]") {
+  test_daemon d;
+  temp_dir dir;
+  std::filesystem::create_directories(dir / "logs/csv");
+  auto id = submit_one(
+      d,
+      python_yaml(
+          "csv",
+          "import os, time\n"
+          "f = open('logs/{run}/progress.csv', 'w')\n"
+          "f.write('time/total_timesteps,rollout/ep_rew_mean\\n')\n"
+          "for i in range(1, 4):\n"
+          "    f.write('%d,%d\\n' % (i * 100, i * 10)); f.flush()\n"
+          "    time.sleep(0.3)\n"
+          "while not os.path.exists('stop'): time.sleep(0.05)\n",
+          "    progress: {format: csv, file: \"logs/{run}/progress.csv\", "
+          "counter: time/total_timesteps, total: 600}\n"),
+      dir.path());
+  REQUIRE(wait_until(
+      [&] {
+        return d.run(id)["progress"]["metrics"]["time/total_timesteps"] == 300;
+      },
+      20s));
+  auto run = d.run(id);
+  CHECK(run["progress"]["metrics"]["rollout/ep_rew_mean"] == 30);
+  CHECK(run["progress"]["fraction"] == 0.5);
+  auto m = d.call("GET", "/api/v1/runs/" + id + "/metrics").body;
+  CHECK(m["series"]["rollout/ep_rew_mean"].size() == 3);
+  std::ofstream{dir / "stop"} << "1";
+  wait_state(d, id, ended);
+}
+
 TEST_CASE("a stop asks for a checkpoint first, and the event names it",
           "[integration][artifacts]") {
   test_daemon d;
