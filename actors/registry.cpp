@@ -119,16 +119,9 @@ void maybe_finish_shutdown(self_ptr self) {
   st.shutdown_waiters.clear();
 }
 
-constexpr std::size_t max_events = 10000;
-
 event_answer global_events_after(self_ptr self, const event_query& q) {
   auto& st = self->state;
-  event_answer a;
-  for (auto& e : st.events)
-    if (!q.after || e.seq > *q.after)
-      a.events.push_back(e);
-  a.last = st.event_seq;
-  return a;
+  return {st.events.after(q.after), st.events.last(), false};
 }
 
 // Creates a run actor and queues it. `tmpl` is the spec as submitted,
@@ -371,10 +364,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [=](atom::event, run_event e) {
         auto& st = self->state;
-        e.seq = ++st.event_seq;
-        st.events.push_back(std::move(e));
-        if (st.events.size() > max_events)
-          st.events.pop_front();
+        st.events.push(std::move(e));
         auto& ws = st.event_waiters;
         for (auto& w : ws) {
           event_query q = w.query;

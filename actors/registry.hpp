@@ -4,9 +4,9 @@
 
 #include "actors/actors.hpp"
 #include "actors/run.hpp"
+#include "services/event_log.hpp"
 #include "services/scheduler.hpp"
 
-#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -37,8 +37,7 @@ struct registry_state {
   std::map<std::string, run_spec> specs;
   /// Every run's events in the order they arrived, bounded; `seq` is
   /// renumbered daemon-wide.
-  std::deque<run_event> events;
-  std::uint64_t event_seq = 0;
+  event_log events{10000};
   struct event_waiter {
     std::uint64_t id;
     event_query query;

@@ -76,18 +76,10 @@ run_view snapshot(self_ptr self, bool with_processes) {
   return v;
 }
 
-constexpr std::size_t max_events = 1000;
-
 // What an event query gets now: the events after its position.
 event_answer events_after(self_ptr self, const event_query& q) {
   auto& st = self->state;
-  event_answer a;
-  for (auto& e : st.history)
-    if (!q.after || e.seq > *q.after)
-      a.events.push_back(e);
-  a.last = st.event_seq;
-  a.ended = st.final;
-  return a;
+  return {st.history.after(q.after), st.history.last(), st.final};
 }
 
 // Answers the followers that have something to get (or everything, when
@@ -126,19 +118,15 @@ void record(self_ptr self, std::string type, std::string cause,
             std::string message,
             nlohmann::json data = nlohmann::json::object()) {
   auto& st = self->state;
-  auto& h = st.history;
   run_event e;
-  e.seq = ++st.event_seq;
   e.run = st.cfg.id;
   e.t = system_clock::now();
   e.type = std::move(type);
   e.cause = std::move(cause);
   e.message = std::move(message);
   e.data = std::move(data);
-  self->send(st.cfg.registry, atom::event::value, e);
-  h.push_back(std::move(e));
-  if (h.size() > max_events)
-    h.pop_front();
+  self->send(st.cfg.registry, atom::event::value,
+             st.history.push(std::move(e)));
   serve_event_waiters(self);
 }
 

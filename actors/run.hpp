@@ -3,6 +3,7 @@
 
 #include "actors/actors.hpp"
 #include "services/artifact_watch.hpp"
+#include "services/event_log.hpp"
 #include "services/reactor.hpp"
 #include "services/run_output.hpp"
 
@@ -54,9 +55,8 @@ struct run_actor_state {
   /// A stop sent the checkpoint signal and waits for the checkpoint.
   bool awaiting_checkpoint = false;
   int events_watch = -1;
-  /// Recent events, oldest first; bounded so a flapping run cannot grow it.
-  std::deque<run_event> history;
-  std::uint64_t event_seq = 0; // the last one given out
+  /// Recent events; bounded so a flapping run cannot grow it.
+  event_log history{1000};
   /// Ended, and no restart will follow.
   bool final = false;
   /// Followers waiting for lines or events (GET ...?follow=1).

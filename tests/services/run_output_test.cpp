@@ -1,6 +1,7 @@
 // The run actor's view of a run's output and artifacts, on real files.
 
 #include "services/artifact_watch.hpp"
+#include "services/event_log.hpp"
 #include "services/run_output.hpp"
 
 #include "tests/temp_dir.hpp"
@@ -172,4 +173,25 @@ TEST_CASE("artifact watch names the directories to watch and reports news",
   REQUIRE(news.size() == 1);
   CHECK(news[0].name == "ckpt/run-1/old.pt");
   CHECK(news[0].size == 5);
+}
+
+TEST_CASE("an event log numbers events and keeps the newest",
+          "[run_output][events]") {
+  event_log aut(3);
+  CHECK(aut.last() == 0);
+  CHECK(aut.after(std::nullopt).empty());
+  for (int i = 0; i < 5; ++i) {
+    run_event e;
+    e.message = "e" + std::to_string(i);
+    CHECK(aut.push(e).seq == static_cast<std::uint64_t>(i + 1));
+  }
+  CHECK(aut.last() == 5);
+  auto all = aut.after(std::nullopt);
+  REQUIRE(all.size() == 3); // the two oldest were dropped
+  CHECK(all[0].seq == 3);
+  CHECK(all[2].message == "e4");
+  auto later = aut.after(4);
+  REQUIRE(later.size() == 1);
+  CHECK(later[0].seq == 5);
+  CHECK(aut.after(5).empty());
 }
