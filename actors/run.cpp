@@ -8,6 +8,7 @@
 
 #include "services/pidfd.hpp"
 #include "services/spec.hpp"
+#include "services/units.hpp"
 
 namespace corral {
 
@@ -138,18 +139,6 @@ void read_output(self_ptr self, bool final = false) {
     serve_log_waiters(self);
 }
 
-std::string human_size(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", bytes)
-                : fmt::format("{:.1f} {}", v, units[u]);
-}
-
 // Watches the directories where artifacts appear; a directory created
 // later is picked up by the next rescan.
 void watch_artifact_dirs(self_ptr self) {
@@ -184,7 +173,7 @@ void rescan_artifacts(self_ptr self) {
     return;
   for (auto& a : st.files->rescan())
     record(self, "artifact", "run",
-           fmt::format("{} {} ({})", a.kind, a.name, human_size(a.size)),
+           fmt::format("{} {} ({})", a.kind, a.name, format_size(a.size)),
            {{"kind", a.kind},
             {"name", a.name},
             {"path", a.path},

@@ -1,5 +1,7 @@
 #include "cli/format.hpp"
 
+#include "services/units.hpp"
+
 #include "services/run_state.hpp"
 
 #include <algorithm>
@@ -139,19 +141,6 @@ std::string format_duration(double seconds) {
   return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
 }
 
-std::string format_bytes(std::uint64_t bytes) {
-  if (bytes < 1024)
-    return fmt::format("{}B", bytes);
-  constexpr const char* units[] = {"K", "M", "G", "T", "P"};
-  double value = static_cast<double>(bytes) / 1024;
-  int unit = 0;
-  while (value >= 1024 && unit < 4) {
-    value /= 1024;
-    ++unit;
-  }
-  return fmt::format("{:.1f}{}", value, units[unit]);
-}
-
 std::size_t display_width(std::string_view utf8) {
   std::size_t width = 0;
   std::size_t last = 0; // width of the previous character
@@ -285,7 +274,7 @@ std::string render_ps(const json& runs) {
         or_dash(str(run, "pid")),
         str(run, "process_count"),
         live ? number(res.value("cpu_pct", 0.0), 0) : "-",
-        live ? format_bytes(res.value("rss_bytes", std::uint64_t{0})) : "-",
+        live ? format_size(res.value("rss_bytes", std::uint64_t{0})) : "-",
         started ? format_duration(active) : "-",
         or_dash(progress_text(run)),
         or_dash(eta_text(run)),
@@ -328,7 +317,7 @@ std::string render_gpus(const json& answer) {
       auto it = g.find(key);
       if (it == g.end() || !it->is_number())
         return "-";
-      return format_bytes(it->get<std::uint64_t>());
+      return format_size(it->get<std::uint64_t>());
     };
     auto used = bytes("memory_used");
     auto total = bytes("memory_total");
@@ -376,7 +365,7 @@ std::string render_artifacts(const json& answer) {
       continue;
     for (auto& a : list)
       rows.push_back({kind, str(a, "name"),
-                      format_bytes(a.value("size", std::uint64_t{0})),
+                      format_size(a.value("size", std::uint64_t{0})),
                       str(a, "mtime")});
   }
   if (rows.size() == 1)
@@ -399,10 +388,10 @@ std::string render_show(const json& run) {
   std::string resources;
   if (res.is_object()) {
     resources = "CPU " + number(res.value("cpu_pct", 0.0), 1) + "%, RSS "
-                + format_bytes(res.value("rss_bytes", std::uint64_t{0}));
+                + format_size(res.value("rss_bytes", std::uint64_t{0}));
     if (auto gm = res.find("gpu_memory_bytes");
         gm != res.end() && gm->is_number())
-      resources += ", GPU memory " + format_bytes(gm->get<std::uint64_t>());
+      resources += ", GPU memory " + format_size(gm->get<std::uint64_t>());
   }
   std::string progress_text;
   std::string metrics;
@@ -490,7 +479,7 @@ std::string render_show(const json& run) {
         str(p, "state"),
         p.value("frozen", false) ? "yes" : "no",
         number(p.value("cpu_pct", 0.0), 1),
-        format_bytes(p.value("rss_bytes", std::uint64_t{0})),
+        format_size(p.value("rss_bytes", std::uint64_t{0})),
         indent + str(p, "cmd"),
     });
     // A pid cycle cannot come from /proc, but must not hang the CLI.

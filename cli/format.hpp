@@ -15,9 +15,6 @@ namespace corral::cli {
 /// 12s, 3m05s, 1h02m, 2d03h; negative or NaN counts as 0s.
 std::string format_duration(double seconds);
 
-/// 512B, 4.0K, 1.2M, 3.5G (powers of 1024).
-std::string format_bytes(std::uint64_t bytes);
-
 /// Terminal columns the UTF-8 text takes: wide (East Asian and emoji)
 /// characters count 2, combining marks and joiners 0, and a character
 /// followed by VS16 (U+FE0F, as in ⏸️) is shown as a 2-column emoji.

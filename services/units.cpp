@@ -1,5 +1,7 @@
 #include "services/units.hpp"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -207,6 +209,19 @@ result<std::uint64_t> parse_size(std::string_view text) {
       return too_large();
   }
   return bytes;
+}
+
+std::string format_size(std::uint64_t bytes) {
+  if (bytes < 1024)
+    return fmt::format("{}B", bytes);
+  constexpr const char* units[] = {"K", "M", "G", "T", "P"};
+  double value = static_cast<double>(bytes) / 1024;
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  return fmt::format("{:.1f}{}", value, units[unit]);
 }
 
 } // namespace corral

@@ -28,4 +28,7 @@ std::string format_duration(millis d);
 /// decimals are allowed ("1.5G"). Errors are ec::invalid_spec.
 result<std::uint64_t> parse_size(std::string_view text);
 
+/// 512B, 4.0K, 1.2M, 3.5G (powers of 1024), for people.
+std::string format_size(std::uint64_t bytes);
+
 } // namespace corral

@@ -3,6 +3,7 @@
 #include "cli/format.hpp"
 #include "cli/sse.hpp"
 #include "gateway/server.hpp"
+#include "services/units.hpp"
 #include "tests/gateway/fake_backend.hpp"
 #include "tests/temp_dir.hpp"
 
@@ -144,11 +145,11 @@ TEST_CASE("durations read like 1h02m", "[cli][format]") {
 }
 
 TEST_CASE("sizes read like 1.5K", "[cli][format]") {
-  CHECK(format_bytes(0) == "0B");
-  CHECK(format_bytes(512) == "512B");
-  CHECK(format_bytes(1536) == "1.5K");
-  CHECK(format_bytes(1 << 20) == "1.0M");
-  CHECK(format_bytes(std::uint64_t{3} << 30) == "3.0G");
+  CHECK(format_size(0) == "0B");
+  CHECK(format_size(512) == "512B");
+  CHECK(format_size(1536) == "1.5K");
+  CHECK(format_size(1 << 20) == "1.0M");
+  CHECK(format_size(std::uint64_t{3} << 30) == "3.0G");
 }
 
 TEST_CASE("display width counts emoji as two columns", "[cli][format]") {
