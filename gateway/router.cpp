@@ -756,14 +756,16 @@ void handle_logs(http::request<http::string_body>& req, const parsed_target& t,
       r->json_reply(http::status::ok, {{"lines", std::move(lines)},
                                        {"cursor", format_cursor(res->cursor)}});
     });
-  // Unknown runs get their 404 before the stream starts.
-  backend.get_run(
-      rt.id, [r, &backend, id = rt.id, q](result<run_view> res) mutable {
-        if (!res)
-          return r->error(res.error());
-        r->stream(sse_head(r->version()),
-                  log_event_stream(backend, std::move(id), std::move(q)));
-      });
+  // The first answer comes before the stream starts: an unknown run gets
+  // its 404 instead of an event-stream head.
+  backend.logs(rt.id, q,
+               [r, &backend, id = rt.id, q](result<log_answer> res) mutable {
+                 if (!res)
+                   return r->error(res.error());
+                 r->stream(sse_head(r->version()),
+                           log_event_stream(backend, std::move(id),
+                                            std::move(q), std::move(*res)));
+               });
 }
 
 result<std::optional<std::uint64_t>>
@@ -802,15 +804,14 @@ void handle_events(http::request<http::string_body>& req,
       r->json_reply(http::status::ok, {{"events", std::move(events)}});
     });
   }
-  auto start = [r, &backend, id, after = *after] {
-    r->stream(sse_head(r->version()), event_stream(backend, id, after));
-  };
-  if (id.empty())
-    return start();
-  backend.get_run(id, [r, start](result<run_view> res) {
+  event_query q;
+  q.after = *after;
+  // As for logs: the first answer decides between a 404 and a stream.
+  backend.events(id, q, [r, &backend, id](result<event_answer> res) mutable {
     if (!res)
       return r->error(res.error());
-    start();
+    r->stream(sse_head(r->version()),
+              event_stream(backend, std::move(id), std::move(*res)));
   });
 }
 

@@ -88,11 +88,18 @@ private:
 
 class log_source : public sse_source {
 public:
-  log_source(api_backend& backend, std::string id, log_query first)
-      : backend_(backend), id_(std::move(id)), query_(std::move(first)) {}
+  log_source(api_backend& backend, std::string id, log_query first,
+             log_answer answer)
+      : backend_(backend), id_(std::move(id)), query_(std::move(first)),
+        first_(std::move(answer)) {}
 
 private:
   void ask(bool wait, std::function<void(result<batch>)> done) override {
+    if (first_) {
+      auto b = render(*first_);
+      first_.reset();
+      return done(std::move(b));
+    }
     query_.wait = wait;
     auto self = std::static_pointer_cast<log_source>(shared_from_this());
     backend_.logs(id_, query_,
@@ -137,16 +144,21 @@ private:
   api_backend& backend_;
   std::string id_;
   log_query query_;
+  std::optional<log_answer> first_; // answered before the stream started
 };
 
 class event_source : public sse_source {
 public:
-  event_source(api_backend& backend, std::string id,
-               std::optional<std::uint64_t> after)
-      : backend_(backend), id_(std::move(id)), after_(after) {}
+  event_source(api_backend& backend, std::string id, event_answer first)
+      : backend_(backend), id_(std::move(id)), first_(std::move(first)) {}
 
 private:
   void ask(bool wait, std::function<void(result<batch>)> done) override {
+    if (first_) {
+      auto b = render(*first_);
+      first_.reset();
+      return done(std::move(b));
+    }
     event_query q;
     q.after = after_;
     q.wait = wait;
@@ -174,6 +186,7 @@ private:
   api_backend& backend_;
   std::string id_;
   std::optional<std::uint64_t> after_;
+  std::optional<event_answer> first_; // answered before the stream started
 };
 
 class file_source : public body_source {
@@ -217,13 +230,16 @@ json log_line_json(const log_line& l) {
 }
 
 std::shared_ptr<body_source> log_event_stream(api_backend& backend,
-                                              std::string id, log_query first) {
-  return std::make_shared<log_source>(backend, std::move(id), std::move(first));
+                                              std::string id, log_query first,
+                                              log_answer answer) {
+  return std::make_shared<log_source>(backend, std::move(id), std::move(first),
+                                      std::move(answer));
 }
 
 std::shared_ptr<body_source> event_stream(api_backend& backend, std::string id,
-                                          std::optional<std::uint64_t> after) {
-  return std::make_shared<event_source>(backend, std::move(id), after);
+                                          event_answer first) {
+  return std::make_shared<event_source>(backend, std::move(id),
+                                        std::move(first));
 }
 
 std::shared_ptr<body_source> file_stream(unique_fd fd, std::uint64_t offset,
