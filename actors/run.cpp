@@ -171,14 +171,17 @@ void rescan_artifacts(self_ptr self) {
   st.files_pending->store(false);
   if (!st.files || !st.files->enabled())
     return;
-  for (auto& a : st.files->rescan())
+  for (auto& [a, is_new] : st.files->rescan())
     record(self, "artifact", "run",
-           fmt::format("{} {} ({})", a.kind, a.name, format_size(a.size)),
+           (is_new ? "new " : "") + a.kind + " " + a.name
+               + (is_new ? "" : " rewritten") + " (" + format_size(a.size)
+               + ")",
            {{"kind", a.kind},
             {"name", a.name},
             {"path", a.path},
             {"size", a.size},
-            {"mtime", format_time(a.mtime)}});
+            {"mtime", format_time(a.mtime)},
+            {"change", is_new ? "new" : "rewritten"}});
   watch_artifact_dirs(self);
 }
 

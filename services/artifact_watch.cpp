@@ -57,11 +57,16 @@ std::vector<std::string> artifact_watch::directories() const {
   return out;
 }
 
-std::vector<artifact> artifact_watch::rescan() {
+std::vector<artifact_change> artifact_watch::rescan() {
   auto now = scan_artifacts(cwd_, spec_);
-  std::vector<artifact> news;
+  std::vector<artifact_change> news;
   if (scanned_)
-    news = changed_artifacts(current_, now);
+    for (auto& a : changed_artifacts(current_, now)) {
+      bool seen = std::any_of(current_.begin(), current_.end(), [&](auto& b) {
+        return b.kind == a.kind && b.name == a.name;
+      });
+      news.push_back({std::move(a), !seen});
+    }
   current_ = std::move(now);
   scanned_ = true;
   return news;

@@ -11,6 +11,12 @@
 
 namespace corral {
 
+/// A file a rescan found new, or rewritten (other size or mtime).
+struct artifact_change {
+  artifact file;
+  bool is_new = true;
+};
+
 class artifact_watch {
 public:
   artifact_watch(std::string cwd, artifacts_spec spec);
@@ -25,7 +31,7 @@ public:
   /// Scans again; returns the files that are new or changed since the
   /// previous scan. The first scan only sets the baseline: files from
   /// before the run started are not news.
-  std::vector<artifact> rescan();
+  std::vector<artifact_change> rescan();
   const std::vector<artifact>& current() const { return current_; }
 
 private:

@@ -163,16 +163,18 @@ TEST_CASE("artifact watch names the directories to watch and reports news",
   append(dir / "videos/ep/1/a.mp4", "v");
   auto news = aut.rescan();
   REQUIRE(news.size() == 2);
-  CHECK(news[0].name == "ckpt/run-1/new.pt");
-  CHECK(news[1].name == "videos/ep/1/a.mp4");
+  CHECK(news[0].file.name == "ckpt/run-1/new.pt");
+  CHECK(news[0].is_new);
+  CHECK(news[1].file.name == "videos/ep/1/a.mp4");
   CHECK(aut.rescan().empty());
 
   // A checkpoint rewritten in place is news again.
   append(dir / "ckpt/run-1/old.pt", "more");
   news = aut.rescan();
   REQUIRE(news.size() == 1);
-  CHECK(news[0].name == "ckpt/run-1/old.pt");
-  CHECK(news[0].size == 5);
+  CHECK(news[0].file.name == "ckpt/run-1/old.pt");
+  CHECK(news[0].file.size == 5);
+  CHECK_FALSE(news[0].is_new);
 }
 
 TEST_CASE("an event log numbers events and keeps the newest",
