@@ -135,8 +135,14 @@ void record(self_ptr self, std::string type, std::string cause,
 void read_output(self_ptr self, bool final = false) {
   auto& st = self->state;
   st.output_pending->store(false);
-  if (st.output->poll(active_now(self), final) > 0 || final)
+  // A trainer printing faster than we parse must not keep the actor from
+  // a pause or stop: read a slice, then queue the rest behind them.
+  constexpr std::size_t budget = 50000;
+  auto n = st.output->poll(active_now(self), final, final ? SIZE_MAX : budget);
+  if (n > 0 || final)
     serve_log_waiters(self);
+  if (!final && n >= budget && !st.output_pending->exchange(true))
+    self->send(self, atom::output::value);
 }
 
 // Watches the directories where artifacts appear; a directory created

@@ -45,19 +45,20 @@ void run_output::feed(const log_line& l, double active_s) {
     store_->add(record, l.t, active_s);
 }
 
-std::size_t run_output::poll(double active_s, bool final) {
+std::size_t run_output::poll(double active_s, bool final, std::size_t budget) {
   if (!tailer_)
     return 0;
   constexpr std::size_t batch = 10000;
   std::size_t total = 0;
-  for (;;) {
+  while (total < budget) {
     auto lines = tailer_->poll(batch, final);
     for (auto& l : lines)
       feed(l, active_s);
     total += lines.size();
     if (lines.size() < batch)
-      return total;
+      break;
   }
+  return total;
 }
 
 void run_output::poll_csv(double active_s) {

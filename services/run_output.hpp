@@ -9,6 +9,7 @@
 #include "services/result.hpp"
 #include "services/run_spec.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -34,9 +35,11 @@ public:
   /// attempt has just created them); later calls keep the position.
   void follow();
   /// Reads the new complete lines (all of them with `final`: the run has
-  /// ended) and feeds them to the progress parsers. `active_s` is the
-  /// run's running time so far. Returns how many lines were new.
-  std::size_t poll(double active_s, bool final = false);
+  /// ended) and feeds them to the progress parsers, at most about `budget`
+  /// of them. `active_s` is the run's running time so far. Returns how many
+  /// lines were read: `budget` or more means there may be more.
+  std::size_t poll(double active_s, bool final = false,
+                   std::size_t budget = SIZE_MAX);
   /// Reads new rows of a CSV progress file, if the format is csv.
   void poll_csv(double active_s);
 

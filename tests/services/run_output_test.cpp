@@ -67,6 +67,22 @@ TEST_CASE("run output feeds each stream's lines to its own parser",
   CHECK(m["series"]["time/total_timesteps"].size() == 2);
 }
 
+TEST_CASE("run output reads a flood in slices of its budget", "[run_output]") {
+  temp_dir dir;
+  auto out = run_output::make(dir.path(), progress_spec{}, dir.path());
+  REQUIRE(out);
+  auto& aut = **out;
+  aut.follow();
+  std::string text;
+  for (int i = 0; i < 25000; ++i)
+    text += "l" + std::to_string(i) + "\n";
+  append(dir / "stdout.log", text);
+  // Whole batches until the budget is reached, then the rest later.
+  CHECK(aut.poll(0, false, 15000) == 20000);
+  CHECK(aut.poll(0, false, 15000) == 5000);
+  CHECK(aut.poll(0, false, 15000) == 0);
+}
+
 TEST_CASE("run output answers tails from memory and pages from files",
           "[run_output]") {
   temp_dir dir;
