@@ -25,6 +25,7 @@ using logs_result = result<log_answer>;
 using json_result = result<nlohmann::json>;
 using artifacts_result = result<artifact_report>;
 using artifact_result = result<artifact>;
+using node_result = result<node_report>;
 
 } // namespace corral
 
@@ -38,6 +39,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::logs_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::json_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::artifacts_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::artifact_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::node_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::event_query)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::log_query)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_event)
@@ -79,6 +81,7 @@ using artifact = caf::atom_constant<caf::atom("artifact")>;
 using restart = caf::atom_constant<caf::atom("restart")>;
 using output = caf::atom_constant<caf::atom("output")>;
 using files = caf::atom_constant<caf::atom("files")>;
+using node = caf::atom_constant<caf::atom("node")>;
 } // namespace atom
 
 /// One run: owns its executor (shim + cgroup + pidfds) and state machine.
@@ -156,6 +159,8 @@ using registry_actor = caf::typed_actor<
     caf::replies_to<atom::shutdown>::with<ok_result>,
     /// The GPU inventory and each device's holder.
     caf::replies_to<atom::gpus>::with<gpus_result>,
+    /// The machine's CPU and memory load, and its GPUs.
+    caf::replies_to<atom::node>::with<node_result>,
     /// A run's processes ended (its GPUs are free); `final` unless its
     /// restart policy will queue it again.
     caf::reacts_to<atom::ended, std::string, bool>,

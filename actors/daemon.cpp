@@ -66,6 +66,9 @@ public:
   void gpus(reply<gpu_report> done) override {
     ask<gpus_result>(std::move(done), atom::gpus::value);
   }
+  void node(reply<node_report> done) override {
+    ask<node_result>(std::move(done), atom::node::value);
+  }
 
 private:
   template <class Result, class Done, class... Ts>

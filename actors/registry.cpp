@@ -119,6 +119,17 @@ void maybe_finish_shutdown(self_ptr self) {
   st.shutdown_waiters.clear();
 }
 
+// The GPU inventory with each device's holder.
+gpu_report gpu_state(self_ptr self) {
+  auto& st = self->state;
+  gpu_report report;
+  report.source = st.cfg.inventory ? st.cfg.inventory->source() : "config";
+  if (st.cfg.inventory)
+    for (auto& d : st.cfg.inventory->devices())
+      report.gpus.push_back({d, st.sched->holder(d.index)});
+  return report;
+}
+
 event_answer global_events_after(self_ptr self, const event_query& q) {
   auto& st = self->state;
   return {st.events.after(q.after), st.events.last(), false};
@@ -436,15 +447,12 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         maybe_finish_shutdown(self);
         return rp;
       },
-      [=](atom::gpus) -> gpus_result {
-        auto& st = self->state;
-        gpu_report report;
-        report.source
-            = st.cfg.inventory ? st.cfg.inventory->source() : "config";
-        if (st.cfg.inventory)
-          for (auto& d : st.cfg.inventory->devices())
-            report.gpus.push_back({d, st.sched->holder(d.index)});
-        return report;
+      [=](atom::gpus) -> gpus_result { return gpu_state(self); },
+      [=](atom::node) -> node_result {
+        auto stats = self->state.node.sample();
+        if (!stats)
+          return node_result{stats.error()};
+        return node_report{*stats, gpu_state(self)};
       },
       [=](atom::ended, std::string id, bool final) {
         auto& st = self->state;

@@ -38,6 +38,7 @@ struct registry_state {
   /// Every run's events in the order they arrived, bounded; `seq` is
   /// renumbered daemon-wide.
   event_log events{10000};
+  node_sampler node;
   struct event_waiter {
     std::uint64_t id;
     event_query query;

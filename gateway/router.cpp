@@ -394,7 +394,8 @@ enum class route_kind {
   run_artifacts,
   run_artifact,
   all_events,
-  gpus
+  gpus,
+  node
 };
 
 struct route {
@@ -416,6 +417,8 @@ route match(const std::vector<std::string>& s) {
     return {route_kind::gpus, {}, {}, {verb::get}};
   if (s.size() == 3 && s[2] == "events")
     return {route_kind::all_events, {}, {}, {verb::get}};
+  if (s.size() == 3 && s[2] == "node")
+    return {route_kind::node, {}, {}, {verb::get}};
   if (s[2] != "runs")
     return {};
   if (s.size() == 3)
@@ -1003,6 +1006,24 @@ void dispatch(http::request<http::string_body>& req, api_backend& backend,
           gpus.push_back(gpu_json(row));
         r->json_reply(http::status::ok,
                       {{"gpus", std::move(gpus)}, {"source", res->source}});
+      });
+    case route_kind::node:
+      if (auto err = check_params(t, {}))
+        return r->error(*err);
+      return backend.node([r](result<node_report> res) {
+        if (!res)
+          return r->error(res.error());
+        json gpus = json::array();
+        for (auto& row : res->gpus.gpus)
+          gpus.push_back(gpu_json(row));
+        auto& n = res->node;
+        r->json_reply(http::status::ok, {{"cpus", n.cpus},
+                                         {"cpu_pct", n.cpu_pct},
+                                         {"load", n.load},
+                                         {"memory_total", n.memory_total},
+                                         {"memory_used", n.memory_used},
+                                         {"gpus", std::move(gpus)},
+                                         {"gpu_source", res->gpus.source}});
       });
     case route_kind::none:
       break;

@@ -5,6 +5,7 @@
 #include "services/artifacts.hpp"
 #include "services/gpu_inventory.hpp"
 #include "services/log_files.hpp"
+#include "services/node_stats.hpp"
 #include "services/result.hpp"
 #include "services/run_spec.hpp"
 #include "services/run_view.hpp"
@@ -36,6 +37,12 @@ struct gpu_report {
     std::optional<std::string> run; // the run holding it
   };
   std::vector<row> gpus;
+};
+
+/// GET /api/v1/node: the machine's load and its GPUs.
+struct node_report {
+  node_stats node;
+  gpu_report gpus;
 };
 
 /// GET /runs/{id}/logs: a tail, or what follows a cursor.
@@ -125,6 +132,8 @@ public:
       = 0;
   /// The GPU inventory with each device's holder.
   virtual void gpus(reply<gpu_report> done) = 0;
+  /// CPU, memory and GPU load of the machine.
+  virtual void node(reply<node_report> done) = 0;
 };
 
 } // namespace corral

@@ -283,3 +283,20 @@ TEST_CASE("restart answers 201 with the new run, 409 for a live one",
   require_status(answer(aut, get("/api/v1/runs/sac-1/restart")), 405,
                  "method_not_allowed");
 }
+
+TEST_CASE("node shows the machine's load and its GPUs", "[router]") {
+  fake_backend aut;
+  auto res = answer(aut, get("/api/v1/node"));
+  require_status(res, 200);
+  auto body = json::parse(res.body());
+  CHECK(body["cpus"] == 2);
+  CHECK(body["cpu_pct"] == 37.5);
+  CHECK(body["load"] == json{0.5, 0.25, 0.125});
+  CHECK(body["memory_total"] == 8ull << 30);
+  CHECK(body["memory_used"] == 3ull << 30);
+  REQUIRE(body["gpus"].size() == 4);
+  CHECK(body["gpus"][0]["run"] == "ppo-1");
+  CHECK(body["gpus"][3]["name"] == nullptr);
+  CHECK(body["gpu_source"] == "nvml");
+  require_status(answer(aut, get("/api/v1/node?x=1")), 400, "bad_request");
+}

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -163,4 +164,22 @@ TEST_CASE("a deleted run's id can be used again and its old logs are kept "
        std::filesystem::directory_iterator{d.state_dir() + "/runs-archive"})
     archived += e.path().filename().string().rfind("again-", 0) == 0;
   CHECK(archived == 1);
+}
+
+TEST_CASE("node reports this machine's CPUs, memory and configured GPUs",
+          "[integration]") {
+  test_daemon d{{"--gpus", "2"}};
+  auto r = d.call("GET", "/api/v1/node");
+  REQUIRE(r.status == 200);
+  CHECK(r.body["cpus"] == ::sysconf(_SC_NPROCESSORS_ONLN));
+  auto total = r.body["memory_total"].get<std::uint64_t>();
+  CHECK(total
+        == static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES))
+               * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  CHECK(r.body["memory_used"].get<std::uint64_t>() <= total);
+  CHECK(r.body["load"].size() == 3);
+  CHECK(r.body["gpus"].size() == 2);
+  CHECK(r.body["gpu_source"] == "config");
+  CHECK(d.call("GET", "/api/v1/node", "", "", std::string{"wrong"}).status
+        == 401);
 }
