@@ -41,19 +41,30 @@ constexpr std::string_view keepalive = ": keepalive\n\n";
 /// Tells EventSource how long to wait before it reconnects.
 constexpr std::string_view retry_hint = "retry: 2000\n\n";
 
-/// What the SSE sources share: they ask the backend again each time the
-/// server wants more (waiting, after the first answer), begin with the
-/// retry hint, write a keepalive for an empty answer, and stop after `end`
-/// or an error.
+/// What the SSE sources share: they start with the answer the router got
+/// before the stream began, then ask the backend again (waiting) each time
+/// the server wants more; they begin with the retry hint, write a keepalive
+/// for an empty answer, and stop after `end` or an error.
+template <class Answer>
 class sse_source : public body_source,
-                   public std::enable_shared_from_this<sse_source> {
+                   public std::enable_shared_from_this<sse_source<Answer>> {
 public:
+  explicit sse_source(Answer first) : first_(std::move(first)) {}
+
   void next(std::function<void(piece)> deliver) override {
     if (done_)
       return deliver(std::nullopt);
-    ask(started_,
-        [self = shared_from_this(), deliver = std::move(deliver)](
-            result<batch> res) { deliver(self->frame(std::move(res))); });
+    if (first_) {
+      auto b = render(*first_);
+      first_.reset();
+      return deliver(frame(std::move(b)));
+    }
+    ask([self = this->shared_from_this(),
+         deliver = std::move(deliver)](result<Answer> res) {
+      if (!res)
+        return deliver(self->frame(res.error()));
+      deliver(self->frame(self->render(*res)));
+    });
   }
 
 protected:
@@ -62,8 +73,10 @@ protected:
     std::string text;
     bool ended = false;
   };
-  /// Asks the backend for what follows the position the source keeps.
-  virtual void ask(bool wait, std::function<void(result<batch>)> done) = 0;
+  /// Asks the backend, waiting, for what follows the position kept.
+  virtual void ask(std::function<void(result<Answer>)> done) = 0;
+  /// The answer's events, moving the position kept past them.
+  virtual batch render(const Answer& a) = 0;
 
 private:
   std::string frame(result<batch> res) {
@@ -82,35 +95,25 @@ private:
     return out;
   }
 
+  std::optional<Answer> first_;
   bool started_ = false;
   bool done_ = false;
 };
 
-class log_source : public sse_source {
+class log_source : public sse_source<log_answer> {
 public:
   log_source(api_backend& backend, std::string id, log_query first,
              log_answer answer)
-      : backend_(backend), id_(std::move(id)), query_(std::move(first)),
-        first_(std::move(answer)) {}
+      : sse_source(std::move(answer)), backend_(backend), id_(std::move(id)),
+        query_(std::move(first)) {}
 
 private:
-  void ask(bool wait, std::function<void(result<batch>)> done) override {
-    if (first_) {
-      auto b = render(*first_);
-      first_.reset();
-      return done(std::move(b));
-    }
-    query_.wait = wait;
-    auto self = std::static_pointer_cast<log_source>(shared_from_this());
-    backend_.logs(id_, query_,
-                  [self, done = std::move(done)](result<log_answer> res) {
-                    if (!res)
-                      return done(res.error());
-                    done(self->render(*res));
-                  });
+  void ask(std::function<void(result<log_answer>)> done) override {
+    query_.wait = true;
+    backend_.logs(id_, query_, std::move(done));
   }
 
-  batch render(const log_answer& a) {
+  batch render(const log_answer& a) override {
     batch b;
     // Each line's id resumes right after it: the other stream's position
     // is where that stream stood before the line.
@@ -144,34 +147,22 @@ private:
   api_backend& backend_;
   std::string id_;
   log_query query_;
-  std::optional<log_answer> first_; // answered before the stream started
 };
 
-class event_source : public sse_source {
+class event_source : public sse_source<event_answer> {
 public:
   event_source(api_backend& backend, std::string id, event_answer first)
-      : backend_(backend), id_(std::move(id)), first_(std::move(first)) {}
+      : sse_source(std::move(first)), backend_(backend), id_(std::move(id)) {}
 
 private:
-  void ask(bool wait, std::function<void(result<batch>)> done) override {
-    if (first_) {
-      auto b = render(*first_);
-      first_.reset();
-      return done(std::move(b));
-    }
+  void ask(std::function<void(result<event_answer>)> done) override {
     event_query q;
     q.after = after_;
-    q.wait = wait;
-    auto self = std::static_pointer_cast<event_source>(shared_from_this());
-    backend_.events(id_, q,
-                    [self, done = std::move(done)](result<event_answer> res) {
-                      if (!res)
-                        return done(res.error());
-                      done(self->render(*res));
-                    });
+    q.wait = true;
+    backend_.events(id_, q, std::move(done));
   }
 
-  batch render(const event_answer& a) {
+  batch render(const event_answer& a) override {
     batch b;
     for (auto& e : a.events)
       b.text += sse("event", std::to_string(e.seq), to_json(e));
@@ -186,7 +177,6 @@ private:
   api_backend& backend_;
   std::string id_;
   std::optional<std::uint64_t> after_;
-  std::optional<event_answer> first_; // answered before the stream started
 };
 
 class file_source : public body_source {
