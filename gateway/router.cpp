@@ -186,6 +186,14 @@ json gpu_json(const gpu_report::row& row) {
           {"run", or_null(row.run)}};
 }
 
+/// Every row of a GPU report, as GET /gpus and GET /node list them.
+json gpu_rows_json(const gpu_report& report) {
+  json rows = json::array();
+  for (auto& row : report.gpus)
+    rows.push_back(gpu_json(row));
+  return rows;
+}
+
 json summary_json(run_view v) {
   v.processes.reset(); // a summary is a run with processes: null
   return to_json(v);
@@ -1001,11 +1009,8 @@ void dispatch(http::request<http::string_body>& req, api_backend& backend,
       return backend.gpus([r](result<gpu_report> res) {
         if (!res)
           return r->error(res.error());
-        json gpus = json::array();
-        for (auto& row : res->gpus)
-          gpus.push_back(gpu_json(row));
         r->json_reply(http::status::ok,
-                      {{"gpus", std::move(gpus)}, {"source", res->source}});
+                      {{"gpus", gpu_rows_json(*res)}, {"source", res->source}});
       });
     case route_kind::node:
       if (auto err = check_params(t, {}))
@@ -1013,16 +1018,13 @@ void dispatch(http::request<http::string_body>& req, api_backend& backend,
       return backend.node([r](result<node_report> res) {
         if (!res)
           return r->error(res.error());
-        json gpus = json::array();
-        for (auto& row : res->gpus.gpus)
-          gpus.push_back(gpu_json(row));
         auto& n = res->node;
         r->json_reply(http::status::ok, {{"cpus", n.cpus},
                                          {"cpu_pct", n.cpu_pct},
                                          {"load", n.load},
                                          {"memory_total", n.memory_total},
                                          {"memory_used", n.memory_used},
-                                         {"gpus", std::move(gpus)},
+                                         {"gpus", gpu_rows_json(res->gpus)},
                                          {"gpu_source", res->gpus.source}});
       });
     case route_kind::none:
