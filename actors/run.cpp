@@ -149,7 +149,7 @@ void read_output(self_ptr self, bool final = false) {
 // later is picked up by the next rescan.
 void watch_artifact_dirs(self_ptr self) {
   auto& st = self->state;
-  if (!st.files || !st.files->enabled())
+  if (!st.files || !st.files->enabled() || st.final)
     return;
   auto hdl = caf::actor_cast<run_actor>(self);
   auto pending = st.files_pending;
@@ -416,6 +416,7 @@ void on_ended(self_ptr self) {
   st.final = true;
   read_output(self, true);
   rescan_artifacts(self);
+  st.unwatch_files();
   serve_event_waiters(self);
   auto v = snapshot(self, false);
   for (auto& w : st.end_waiters)
@@ -545,6 +546,7 @@ void end_unstarted(self_ptr self, const std::string& reason) {
   st.final = true;
   change_state(self, run_state::stopped, reason, st.view.message);
   read_output(self, true);
+  st.unwatch_files();
   self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
 }
 
@@ -552,10 +554,17 @@ void end_unstarted(self_ptr self, const std::string& reason) {
 
 run_actor_state::~run_actor_state() {
   unwatch_all();
+  unwatch_files();
+}
+
+void run_actor_state::unwatch_files() {
   if (output_watch >= 0)
     cfg.events->unwatch_path(output_watch);
+  output_watch = -1;
   for (int id : files_watches)
     cfg.events->unwatch_path(id);
+  files_watches.clear();
+  files_dirs.clear();
 }
 
 void run_actor_state::unwatch_all() {

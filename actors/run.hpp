@@ -97,6 +97,9 @@ struct run_actor_state {
   ~run_actor_state();
   /// Stops watching every descriptor of this run in the reactor.
   void unwatch_all();
+  /// Stops watching the run's output and artifact directories (the run
+  /// has ended for good: an inotify watch per ended run would add up).
+  void unwatch_files();
 };
 
 /// The run's behavior. It starts `queued`; atom::start from the registry

@@ -23,9 +23,11 @@ run_spec spec_of(const std::string& name, std::vector<std::string> cmd) {
 }
 
 struct fixture {
+  // The reactor outlives the actor system: run actors unwatch their paths
+  // when they are destroyed, as in daemon_runtime.
+  reactor events;
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  reactor events;
   registry_actor aut;
   caf::scoped_actor self{sys};
   test::temp_dir runs_dir;
