@@ -1,5 +1,6 @@
 #include "gateway/router.hpp"
 
+#include "gateway/static_assets.hpp"
 #include "gateway/streams.hpp"
 #include "services/spec.hpp"
 #include "services/text.hpp"
@@ -133,6 +134,14 @@ public:
                error_json(err), headers);
   }
 
+  /// Answers with `res` keeping its own Cache-Control and Content-Length:
+  /// the answer to a HEAD names the length of a body it leaves out.
+  void exact_reply(response res) {
+    res.set(http::field::server, "corral");
+    res.set("X-Content-Type-Options", "nosniff");
+    deliver(std::move(res));
+  }
+
   /// Answers with a body from `body`; `head` has status and headers.
   void stream(response head, std::shared_ptr<body_source> body) {
     if (done_.exchange(true))
@@ -149,9 +158,13 @@ public:
 
 private:
   void finish(response res) {
+    finish_response(res);
+    deliver(std::move(res));
+  }
+
+  void deliver(response res) {
     if (done_.exchange(true))
       return;
-    finish_response(res);
     try {
       send_(std::move(res));
     } catch (...) {
@@ -897,6 +910,83 @@ void handle_run_action(http::request<http::string_body>& req, const route& rt,
     });
 }
 
+// -- dashboard ---------------------------------------------------------------
+
+/// The dashboard loads only its own scripts and styles, and no other site
+/// may frame it. On every static file: harmless where it does not apply.
+constexpr const char* dashboard_csp
+    = "default-src 'self'; script-src 'self'; style-src 'self' "
+      "'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:; "
+      "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+      "form-action 'none'";
+
+/// The embedded file a non-API path names: "/" is index.html. Lookup is
+/// by exact path in the embedded table, so ".." reaches nothing.
+const static_asset* dashboard_file(const parsed_target& t) {
+  auto& s = t.segments;
+  if (s.front() == "api")
+    return nullptr;
+  if (s.size() == 1 && s[0].empty())
+    return find_static_asset("index.html");
+  // "//index.html" or "/assets/" name no file.
+  if (std::find(s.begin(), s.end(), "") != s.end())
+    return nullptr;
+  return find_static_asset(join(s, "/"));
+}
+
+/// True when an If-None-Match header lists `etag` (weak comparison, as
+/// RFC 9110 asks for If-None-Match) or is "*".
+bool etag_matches(const http::request<http::string_body>& req,
+                  std::string_view etag) {
+  for (auto [it, end] = req.equal_range(http::field::if_none_match); it != end;
+       ++it) {
+    auto value = sv(it->value());
+    while (!value.empty()) {
+      auto comma = value.find(',');
+      auto item = trim(value.substr(0, comma));
+      value = comma == std::string_view::npos ? std::string_view{}
+                                              : value.substr(comma + 1);
+      if (item.starts_with("W/"))
+        item.remove_prefix(2);
+      if (item == "*" || item == etag)
+        return true;
+    }
+  }
+  return false;
+}
+
+/// GET or HEAD of a dashboard file, no auth (DESIGN.md): no-cache with an
+/// ETag, so a browser always asks and mostly gets a 304.
+void serve_static(const http::request<http::string_body>& req,
+                  const parsed_target& t, const static_asset& file,
+                  const responder_ptr& r) {
+  auto method = req.method();
+  if (method != http::verb::get && method != http::verb::head)
+    return r->error(make_error(ec::method_not_allowed,
+                               "method " + std::string(sv(req.method_string()))
+                                   + " is not allowed on " + t.path
+                                   + " (allowed: GET, HEAD)"),
+                    {{http::field::allow, "GET, HEAD"}});
+  bool fresh = etag_matches(req, file.etag);
+  response res{fresh ? http::status::not_modified : http::status::ok,
+               r->version()};
+  auto beast_sv = [](std::string_view s) {
+    return boost::beast::string_view(s.data(), s.size());
+  };
+  res.set(http::field::content_type, beast_sv(file.content_type));
+  res.set(http::field::etag, beast_sv(file.etag));
+  res.set(http::field::cache_control, "no-cache");
+  res.set("Referrer-Policy", "no-referrer");
+  res.set("Content-Security-Policy", dashboard_csp);
+  if (!fresh) {
+    res.content_length(file.body.size());
+    if (method == http::verb::get)
+      res.body().assign(file.body);
+  }
+  res.keep_alive(r->keep_alive());
+  r->exact_reply(std::move(res));
+}
+
 void dispatch(http::request<http::string_body>& req, api_backend& backend,
               const router_config& cfg, const responder_ptr& r) {
   // Host and Origin first, for every path: a page on another site learns
@@ -923,8 +1013,11 @@ void dispatch(http::request<http::string_body>& req, api_backend& backend,
                             ? R"(Bearer realm="corral", error="invalid_token")"
                             : R"(Bearer realm="corral")"}});
   auto rt = match(t.segments);
-  if (rt.kind == route_kind::none)
+  if (rt.kind == route_kind::none) {
+    if (auto* file = dashboard_file(t))
+      return serve_static(req, t, *file, r);
     return r->error(make_error(ec::not_found, "no such path: " + t.path));
+  }
   if (std::find(rt.methods.begin(), rt.methods.end(), req.method())
       == rt.methods.end()) {
     auto allow = allow_header(rt.methods);
