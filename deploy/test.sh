@@ -11,6 +11,13 @@ cd "$(dirname "$0")/.."
 echo "== clang-format"
 git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
 
+echo "== web/dist is what web/src builds to"
+if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then
+  ./web/build.sh --check
+else
+  echo "skipped: needs Node.js >= 20 (the committed web/dist is used as it is)"
+fi
+
 echo "== build (warnings are errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_WERROR=ON
 cmake --build build -j"$(nproc)"
