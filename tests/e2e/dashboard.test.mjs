@@ -236,7 +236,14 @@ const LISTED = step('the runs list shows the running run as 🟢', [SERVED], asy
   await row(page, RUN).waitFor({ state: 'visible', timeout: WAIT_MS });
   await waitState(page, RUN, 'running', '🟢');
   assert.equal((await daemon.run(RUN)).state, 'running');
-  await page.getByTestId('node').waitFor({ state: 'visible' });
+  // The node panel shows the machine as GET /node reports it.
+  const node = await daemon.call('GET', '/api/v1/node');
+  const panel = page.getByTestId('node');
+  await waitFor(async () => (await text(panel)).includes(`${node.cpus} cores`),
+    `the node panel to show ${node.cpus} cores`);
+  assert.match(await text(panel), /Memory.*GiB/);
+  // The token left the address bar once the page had it.
+  assert.ok(!page.url().includes(daemon.token), `token still in ${page.url()}`);
   // Let the progress column fill in before the picture (cosmetic only).
   await waitFor(async () => (await daemon.run(RUN)).progress.fraction > 0, 'progress');
   await row(page, RUN).locator('.progress').waitFor({ timeout: 5000 }).catch(() => {});
@@ -356,7 +363,7 @@ step('a refused action shows the server\'s exact message', [LISTED], async () =>
   await waitState(page, RUN, 'running', '🟢');
 });
 
-const RUN_PAGE = step('the Logs tab shows new lines as they come, and search filters them',
+const RUN_PAGE = step('the Logs tab shows new lines as they come, search filters them, auto-scroll yields to the user',
   [LISTED], async () => {
     await row(page, RUN).getByTestId('run-link').click();
     await page.waitForURL(new RegExp(`#/runs/${RUN}`));
@@ -379,6 +386,28 @@ const RUN_PAGE = step('the Logs tab shows new lines as they come, and search fil
     const filtered = await lines.count();
     await page.getByTestId('log-search').fill('');
     await waitFor(async () => (await lines.count()) > filtered, 'every line back after clearing the search');
+
+    // Auto-scroll: at the bottom the view follows new lines; scrolled up
+    // it stays where the user put it, until Follow brings it back.
+    const box = page.getByTestId('log');
+    const atBottom = () => box.evaluate((b) => b.scrollHeight - b.scrollTop - b.clientHeight < 24);
+    const grows = async (what) => {
+      const n = await lines.count();
+      await waitFor(async () => (await lines.count()) > n, what);
+    };
+    await grows('new lines at the bottom');
+    await waitFor(atBottom, 'the log to follow new lines');
+    await box.evaluate((b) => { b.scrollTop = 0; });
+    const follow = page.getByRole('button', { name: /Follow/ });
+    await follow.waitFor({ state: 'visible' });
+    await grows('new lines while scrolled up');
+    await waitFor(async () => /\d+ new/.test(await follow.textContent()), 'the Follow button to count new lines');
+    assert.equal(await box.evaluate((b) => b.scrollTop), 0, 'scrolled up, the view did not move');
+    await follow.click();
+    await waitFor(atBottom, 'Follow to jump to the bottom');
+    await grows('new lines after Follow');
+    await waitFor(atBottom, 'the log to follow again');
+    assert.equal(await follow.count(), 0, 'the Follow button is gone at the bottom');
   });
 
 step('the Progress tab draws charts and lists the checkpoints', [RUN_PAGE], async () => {
@@ -510,7 +539,10 @@ step('the Submit page shows a YAML error at its line, then submits valid YAML',
     const message = expected.body.error.message;
     assert.ok(message.includes(`line ${badLine}`), message);
 
-    await yaml.fill(bad);
+    // Uploaded, not typed: the file lands in the editor.
+    await page.getByTestId('yaml-file').setInputFiles({
+      name: 'experiments.yaml', mimeType: 'application/yaml', buffer: Buffer.from(bad) });
+    await waitFor(async () => (await yaml.inputValue()) === bad, 'the uploaded file in the editor');
     await page.getByTestId('validate').click();
     const errors = page.getByTestId('submit-errors');
     await waitFor(async () => (await errors.textContent()).includes(message),
