@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ccache pkg-config
   libcaf-dev libboost-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
-  nlohmann-json3-dev libcli11-dev catch2
+  nlohmann-json3-dev libcli11-dev libsqlite3-dev catch2
   python3 clang-format curl
   chromium
 )
