@@ -68,6 +68,17 @@ result<cgroup> cgroup::create(const std::string& path) {
   return cgroup{path};
 }
 
+result<cgroup> cgroup::open_existing(const std::string& path) {
+  // cgroup.procs exists in every cgroup v2 directory and nowhere else.
+  auto procs = path + "/cgroup.procs";
+  if (::access(procs.c_str(), F_OK) != 0) {
+    auto code = errno == ENOENT ? ec::not_found : ec::internal;
+    return make_error(code, "cannot open cgroup " + path + ": "
+                                + std::strerror(errno));
+  }
+  return cgroup{path};
+}
+
 std::string cgroup::relative_to(const std::string& mount) const {
   if (path_.rfind(mount, 0) == 0) {
     auto rel = path_.substr(mount.size());

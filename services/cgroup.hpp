@@ -32,6 +32,10 @@ public:
   /// Creates the directory (and missing parents). An existing empty one is
   /// reused.
   static result<cgroup> create(const std::string& path);
+  /// Opens a cgroup that must exist already (a run's, found again after a
+  /// daemon restart): creates nothing and moves no process. ec::not_found
+  /// when the directory is gone.
+  static result<cgroup> open_existing(const std::string& path);
 
   const std::string& path() const { return path_; }
   std::string events_path() const { return path_ + "/cgroup.events"; }

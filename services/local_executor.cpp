@@ -1,6 +1,7 @@
 #include "services/local_executor.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,7 +13,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <set>
+#include <thread>
 
 #include "services/exit_record.hpp"
 #include "services/proc.hpp"
@@ -22,6 +25,14 @@ extern char** environ;
 namespace corral {
 
 namespace {
+
+using namespace std::chrono_literals;
+
+/// How long adopt() waits for killed leftovers of a crashed shim to leave
+/// their cgroup before it removes it: SIGKILL takes effect in
+/// milliseconds, unless a process is stuck in uninterruptible sleep, and a
+/// daemon starting up should not hang on one.
+constexpr auto leftover_exit_wait = 2s;
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -43,7 +54,133 @@ struct spawn_setup {
   }
 };
 
+/// The exit record of a run as exit_facts; `recorded = false` without one.
+exit_facts facts_from_record(const std::string& run_dir) {
+  exit_facts facts;
+  if (auto rec = read_exit_record(run_dir)) {
+    facts.recorded = true;
+    facts.exec_error = rec->status == "exec_error";
+    facts.signaled = rec->status == "signaled";
+    facts.code = rec->code;
+    facts.message = rec->message;
+  } else {
+    facts.message = "the shim exited without an exit record";
+  }
+  return facts;
+}
+
+/// A saved cgroup path is trusted with SIGKILL and rmdir only if it looks
+/// like a run's cgroup: absolute, normalized, under the v2 mount and named
+/// for the run. (The parent may differ from today's cgroup_parent: the
+/// daemon may have been restarted from another cgroup.)
+bool is_run_cgroup(const std::string& path, const std::string& mount,
+                   const std::string& run_id) {
+  std::filesystem::path p{path};
+  return !mount.empty() && p.is_absolute()
+         && p.lexically_normal().string() == path
+         && path.rfind(mount + "/", 0) == 0 && p.filename() == run_id;
+}
+
+/// The trainer among the shim's children, for a daemon that died before
+/// the shim reported it: a live session leader (the trainer calls
+/// setsid()), in the run's cgroup when there is one; the oldest if several
+/// (orphans reparented to the shim came later).
+std::optional<proc_stat> find_main(int shim_pid, const std::string& cg_rel) {
+  std::optional<proc_stat> best;
+  for (auto pid : list_pids()) {
+    auto st = read_proc_stat(pid);
+    if (!st || st->ppid != shim_pid || st->sid != pid || st->state == 'Z')
+      continue;
+    if (!cg_rel.empty() && proc_cgroup2_path(pid) != cg_rel)
+      continue;
+    if (!best || st->starttime < best->starttime)
+      best = st;
+  }
+  return best;
+}
+
+/// Ends what a shim that died left in the run's cgroup and removes the
+/// cgroup. Returns what it did, for the log; "" when there was nothing.
+std::string end_leftovers(const cgroup& cg) {
+  std::string said;
+  auto pids = cg.procs();
+  if (pids && !pids->empty()) {
+    // cgroup.kill, or SIGKILL to each pid still in the cgroup: the kernel
+    // names the members, so no foreign process can be hit.
+    (void)cg.kill();
+    said = "kills " + std::to_string(pids->size())
+           + " processes left in cgroup " + cg.path();
+    auto deadline = std::chrono::steady_clock::now() + leftover_exit_wait;
+    for (;;) {
+      auto ev = cg.events();
+      if (!ev || !ev->populated)
+        break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        said += "; they have not exited yet";
+        break;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  if (auto r = cg.remove(); !r)
+    said += (said.empty() ? "" : "; ") + std::string{"cannot remove "}
+            + cg.path() + ": " + r.error().message;
+  return said;
+}
+
+/// A non-negative integer field no larger than `max`; a missing optional
+/// one keeps `out`.
+bool read_count(const nlohmann::json& j, const char* key, std::uint64_t max,
+                bool required, std::uint64_t& out) {
+  auto it = j.find(key);
+  if (it == j.end())
+    return !required;
+  std::uint64_t v = 0;
+  if (it->is_number_unsigned())
+    v = it->get<std::uint64_t>();
+  else if (it->is_number_integer() && it->get<std::int64_t>() >= 0)
+    v = static_cast<std::uint64_t>(it->get<std::int64_t>());
+  else
+    return false;
+  if (v > max)
+    return false;
+  out = v;
+  return true;
+}
+
 } // namespace
+
+nlohmann::json executor_identity::to_json() const {
+  return {{"shim_pid", shim_pid},
+          {"shim_starttime", shim_starttime},
+          {"main_pid", main_pid},
+          {"main_starttime", main_starttime},
+          {"cgroup", cgroup}};
+}
+
+std::optional<executor_identity>
+executor_identity::from_json(const nlohmann::json& j) {
+  if (!j.is_object())
+    return std::nullopt;
+  constexpr auto max_pid
+      = static_cast<std::uint64_t>(std::numeric_limits<int>::max());
+  constexpr auto max_u64 = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t shim_pid = 0, main_pid = 0;
+  executor_identity id;
+  if (!read_count(j, "shim_pid", max_pid, true, shim_pid) || shim_pid == 0
+      || !read_count(j, "shim_starttime", max_u64, true, id.shim_starttime)
+      || !read_count(j, "main_pid", max_pid, false, main_pid)
+      || !read_count(j, "main_starttime", max_u64, false, id.main_starttime))
+    return std::nullopt;
+  id.shim_pid = static_cast<int>(shim_pid);
+  id.main_pid = static_cast<int>(main_pid);
+  if (auto it = j.find("cgroup"); it != j.end()) {
+    if (!it->is_string())
+      return std::nullopt;
+    id.cgroup = it->get<std::string>();
+  }
+  return id;
+}
 
 std::optional<shim_report> parse_shim_report(const std::string& line) {
   shim_report r;
@@ -177,18 +314,122 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   if (rc != 0)
     return make_error(ec::internal, "cannot start the shim " + cfg.shim_path
                                         + ": " + std::strerror(rc));
-  // The shim is our unreaped child: its pid cannot be reused yet.
+  // The shim is our unreaped child: its pid cannot be reused yet, and its
+  // stat stays readable even if it already exited.
   auto shim = pidfd::open(pid);
   if (!shim)
     return shim.error();
   self->shim_ = std::move(*shim);
+  if (auto st = read_proc_stat(pid))
+    self->shim_start_ = st->starttime;
   return self;
+}
+
+result<adoption> local_executor::adopt(const executor_config& cfg,
+                                       const std::string& run_id,
+                                       const executor_identity& id) {
+  if (id.shim_pid <= 0)
+    return make_error(ec::internal,
+                      "the saved identity of run " + run_id + " names no shim");
+  std::optional<cgroup> cg;
+  std::string cg_rel;
+  bool cgroup_gone = false;
+  if (!id.cgroup.empty()) {
+    auto mount = cfg.cgroup_mount;
+    if (mount.empty())
+      mount = find_cgroup2_mount().value_or("");
+    if (!is_run_cgroup(id.cgroup, mount, run_id))
+      return make_error(ec::internal, "the saved identity of run " + run_id
+                                          + " names cgroup " + id.cgroup
+                                          + ", which is not the run's");
+    if (auto opened = cgroup::open_existing(id.cgroup)) {
+      cg = *opened;
+      cg_rel = cg->relative_to(mount);
+    } else if (opened.error().code == ec::not_found) {
+      cgroup_gone = true;
+    } else {
+      return opened.error();
+    }
+  }
+
+  // Alive means: the pid names a process that started when the shim did.
+  // A recycled pid (another process, or a thread of one) has another start
+  // time. A zombie shim has exited: its record is final.
+  std::optional<pidfd> shim;
+  if (auto st = read_proc_stat(id.shim_pid);
+      st && st->starttime == id.shim_starttime && st->state != 'Z') {
+    auto fd = pidfd::open(id.shim_pid, id.shim_starttime);
+    if (fd && !fd->exited())
+      shim = std::move(*fd);
+    else if (!fd && fd.error().code != ec::not_found)
+      return fd.error();
+  }
+
+  auto run_dir = cfg.runs_dir + "/" + run_id;
+  if (!shim) {
+    adoption out;
+    if (auto facts = facts_from_record(run_dir); facts.recorded)
+      out.ended = std::move(facts);
+    if (cg)
+      out.message = end_leftovers(*cg);
+    return out;
+  }
+
+  std::unique_ptr<local_executor> self{new local_executor};
+  self->run_id_ = run_id;
+  self->run_dir_ = run_dir;
+  self->cgroup_ = cg;
+  self->cgroup_rel_ = cg_rel;
+  // Its report went to the daemon that died; the pipe is closed for us.
+  self->status_closed_ = true;
+  self->shim_ = std::move(*shim);
+  self->shim_start_ = id.shim_starttime;
+  self->shim_is_child_ = false;
+
+  adoption out;
+  int main_pid = id.main_pid;
+  auto main_start = id.main_starttime;
+  if (main_pid <= 0) {
+    // The daemon died before the shim's report reached it.
+    if (auto st = find_main(id.shim_pid, cg_rel)) {
+      main_pid = st->pid;
+      main_start = st->starttime;
+      out.message = "finds main process " + std::to_string(main_pid)
+                    + " among the shim's children";
+    }
+  }
+  if (main_pid > 0) {
+    self->main_pid_ = main_pid;
+    self->main_start_ = main_start;
+    // A main process that exited already (the shim is finishing) is not
+    // held (a zombie's pidfd reads as exited): the shim's exit follows.
+    if (auto fd = pidfd::open(main_pid, main_start); fd && !fd->exited())
+      self->main_ = std::move(*fd);
+  }
+  if (cgroup_gone)
+    out.message += (out.message.empty() ? "" : "; ") + std::string{"cgroup "}
+                   + id.cgroup
+                   + " is gone; watches the tree through the shim instead";
+  out.exec = std::move(self);
+  return out;
+}
+
+executor_identity local_executor::identity() const {
+  executor_identity id;
+  id.shim_pid = shim_.pid();
+  id.shim_starttime = shim_start_;
+  id.main_pid = main_pid_;
+  id.main_starttime = main_start_;
+  if (cgroup_)
+    id.cgroup = cgroup_->path();
+  return id;
 }
 
 local_executor::~local_executor() {
   // Reap a shim that already exited; one still running (the daemon exits
-  // and leaves it) is inherited by init.
-  if (!reaped_ && shim_) {
+  // and leaves it) is inherited by init. An adopted shim is not our child:
+  // its pid is not ours to wait for.
+  if (shim_is_child_ && !reaped_ && shim_) {
     int wstatus = 0;
     ::waitpid(shim_.pid(), &wstatus, WNOHANG);
   }
@@ -203,6 +444,8 @@ std::string local_executor::events_path() const {
 }
 
 std::optional<shim_report> local_executor::read_report() {
+  if (!status_)
+    return std::nullopt;
   char buf[1024];
   for (;;) {
     auto n = ::read(status_.get(), buf, sizeof buf);
@@ -227,14 +470,15 @@ status local_executor::adopt_main(int pid, std::uint64_t starttime) {
   if (!fd)
     return fd.error();
   main_ = std::move(*fd);
+  main_pid_ = pid;
   main_start_ = starttime;
   return ok;
 }
 
 std::optional<int> local_executor::main_pid() const {
-  if (!main_)
+  if (main_pid_ <= 0)
     return std::nullopt;
-  return main_.pid();
+  return main_pid_;
 }
 
 std::vector<int> local_executor::tree_pids() const {
@@ -416,21 +660,21 @@ std::vector<process_info> local_executor::processes() {
 }
 
 exit_facts local_executor::collect_exit() {
-  exit_facts facts;
   if (!reaped_) {
-    int wstatus = 0;
-    while (::waitpid(shim_.pid(), &wstatus, 0) < 0 && errno == EINTR) {
+    if (shim_is_child_) {
+      int wstatus = 0;
+      while (::waitpid(shim_.pid(), &wstatus, 0) < 0 && errno == EINTR) {
+      }
+    } else {
+      // Someone else reaps it; its pidfd turns readable once it exited,
+      // and it wrote its record before that.
+      pollfd p{shim_.fd(), POLLIN, 0};
+      while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+      }
     }
     reaped_ = true;
   }
-  if (auto rec = read_exit_record(run_dir_)) {
-    facts.recorded = true;
-    facts.exec_error = rec->status == "exec_error";
-    facts.signaled = rec->status == "signaled";
-    facts.code = rec->code;
-    facts.message = rec->message;
-  }
-  return facts;
+  return facts_from_record(run_dir_);
 }
 
 void local_executor::cleanup() {

@@ -11,6 +11,8 @@
 #include "services/run_spec.hpp"
 #include "services/run_view.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -51,6 +53,24 @@ std::map<std::string, std::string>
 run_environment(const run_spec& spec, const std::string& run_id,
                 const std::vector<int>& gpus);
 
+/// What a later daemon needs to find a run's processes again (persisted
+/// as JSON).
+struct executor_identity {
+  int shim_pid = 0;
+  std::uint64_t shim_starttime = 0;
+  int main_pid = 0; // 0 until the shim reported the trainer
+  std::uint64_t main_starttime = 0;
+  /// Absolute path of the run's cgroup; "" in the signals fallback.
+  std::string cgroup;
+
+  nlohmann::json to_json() const;
+  /// nullopt when a field is missing or has the wrong type or range.
+  static std::optional<executor_identity> from_json(const nlohmann::json& j);
+  bool operator==(const executor_identity&) const = default;
+};
+
+struct adoption;
+
 class local_executor {
 public:
   /// Spawns the shim for a run whose placeholders are expanded, on the
@@ -60,18 +80,38 @@ public:
   launch(const executor_config& cfg, const std::string& run_id,
          const run_spec& spec, const std::vector<int>& gpus = {},
          bool next_attempt = false);
+  /// Takes back a run whose daemon died, from the identity that daemon
+  /// saved. The shim counts as alive only if its pid still names a live
+  /// process that started at shim_starttime (a recycled pid is not it).
+  /// Alive: the result holds an executor that watches it by pidfd but is
+  /// not its parent (no status pipe; collect_exit() does not reap). Gone:
+  /// `ended` holds its exit record if it left one, and whatever is left in
+  /// the run's cgroup is killed and the cgroup removed (without a cgroup,
+  /// nothing can be found safely: nothing is killed). An error only when
+  /// the identity is unusable or the OS refuses; then nothing was touched.
+  static result<adoption> adopt(const executor_config& cfg,
+                                const std::string& run_id,
+                                const executor_identity& id);
   ~local_executor();
+
+  /// What a later daemon needs to adopt this run (main_* are 0 until the
+  /// main process is known).
+  executor_identity identity() const;
+  /// False for an adopted run: the shim is another process's child.
+  bool shim_is_child() const { return shim_is_child_; }
 
   /// "cgroup-v2" or "signals".
   std::string mechanism() const;
   /// True when the tree lives in its own cgroup (else: signals fallback).
   bool uses_cgroup() const { return cgroup_.has_value(); }
   std::string run_dir() const { return run_dir_; }
-  /// Readable when the shim wrote its report (or died).
+  /// Readable when the shim wrote its report (or died); -1 for an adopted
+  /// run, whose report went to the daemon that died.
   int status_fd() const { return status_.get(); }
   /// Readable when the shim exited.
   int shim_fd() const { return shim_.fd(); }
-  /// Readable when the main process exited (after adopt_main).
+  /// Readable when the main process exited (after adopt_main); -1 when it
+  /// is not held (not reported yet, or adopted after it had exited).
   int main_fd() const { return main_.fd(); }
   /// cgroup.events, to watch for frozen/populated changes; "" in fallback.
   std::string events_path() const;
@@ -83,6 +123,7 @@ public:
   bool status_closed() const { return status_closed_; }
   /// Holds the main process by pidfd, checking its start time.
   status adopt_main(int pid, std::uint64_t starttime);
+  /// The main process's pid once known, also after it exited.
   std::optional<int> main_pid() const;
 
   /// Starts freezing the whole tree. cgroup: one write. Fallback: SIGSTOP
@@ -112,7 +153,9 @@ public:
   /// Number of live processes in the tree (cheap).
   int process_count() const;
 
-  /// Reaps the exited shim and reads its exit record.
+  /// Waits for the shim's exit (reaping it if it is our child), then reads
+  /// its exit record. Without a record the facts say `recorded = false`
+  /// (the run is lost). Call it once shim_fd() is readable.
   exit_facts collect_exit();
   /// Removes the cgroup (the tree is gone).
   void cleanup();
@@ -129,7 +172,10 @@ private:
   std::string status_buf_;
   bool status_closed_ = false;
   pidfd shim_;
+  std::uint64_t shim_start_ = 0;
+  bool shim_is_child_ = true;
   pidfd main_;
+  int main_pid_ = 0;
   std::uint64_t main_start_ = 0;
   struct cpu_sample {
     std::uint64_t ticks = 0;
@@ -137,6 +183,21 @@ private:
   };
   std::map<int, cpu_sample> cpu_;
   bool reaped_ = false;
+};
+
+/// What became of a run while no daemon watched it.
+struct adoption {
+  /// The shim lives: held again by pidfd (pid and start time checked).
+  std::unique_ptr<local_executor> exec;
+  /// The shim is gone and left its exit record.
+  std::optional<exit_facts> ended;
+  // Neither set: lost, the shim is gone without an exit record.
+
+  /// What adopt() found or did beyond that, for the log (leftover
+  /// processes killed, a cgroup it could not remove); "" when nothing.
+  std::string message;
+
+  bool lost() const { return !exec && !ended; }
 };
 
 } // namespace corral
