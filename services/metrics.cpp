@@ -15,6 +15,7 @@
 #include <charconv>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <regex>
 
 namespace corral {
@@ -138,6 +139,10 @@ protected:
 /// and indents the keys that belong to it; keys without a section are not
 /// indented, so the legacy table reads as plain keys.
 class sb3_parser final : public line_parser {
+public:
+  bool idle() const override { return !in_table_; }
+
+private:
   std::vector<metric_record> parse(const std::string& text) override {
     auto t = trim(text);
     if (is_dash_line(t))
@@ -489,6 +494,126 @@ make_metrics_parser(const progress_spec& spec) {
                                             "csv or regex");
 }
 
+// ------------------------------------------------------------- state --
+
+namespace {
+
+/// A saved state that cannot be read back; caught where restoring starts.
+struct bad_state {
+  std::string what;
+};
+
+[[noreturn]] void fail(std::string what) {
+  throw bad_state{std::move(what)};
+}
+
+/// A double as JSON that reads back bit for bit (nlohmann writes the
+/// shortest text that parses to the same double; it would write null for
+/// the non-finite ones, so they are strings).
+nlohmann::json exact_json(double v) {
+  if (std::isnan(v))
+    return "nan";
+  if (std::isinf(v))
+    return v > 0 ? "inf" : "-inf";
+  return v;
+}
+
+double exact_double(const nlohmann::json& j, const std::string& where) {
+  if (j.is_number())
+    return j.get<double>();
+  if (j.is_string()) {
+    const auto& s = j.get_ref<const std::string&>();
+    if (s == "nan")
+      return std::numeric_limits<double>::quiet_NaN();
+    if (s == "inf")
+      return std::numeric_limits<double>::infinity();
+    if (s == "-inf")
+      return -std::numeric_limits<double>::infinity();
+  }
+  fail(where + ": expected a number, \"nan\", \"inf\" or \"-inf\", got "
+       + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+std::uint64_t unsigned_of(const nlohmann::json& j, const std::string& where) {
+  // nlohmann parses "3" as unsigned, but a json built in code may hold a
+  // signed 3.
+  if (!j.is_number_unsigned()
+      && !(j.is_number_integer() && j.get<std::int64_t>() >= 0))
+    fail(where + ": expected a non-negative integer");
+  return j.get<std::uint64_t>();
+}
+
+const nlohmann::json& field(const nlohmann::json& j, const char* key,
+                            const std::string& where) {
+  if (!j.is_object())
+    fail(where + ": expected an object");
+  auto it = j.find(key);
+  if (it == j.end())
+    fail(where + "." + key + ": missing");
+  return *it;
+}
+
+const nlohmann::json& array_of(const nlohmann::json& j,
+                               const std::string& where) {
+  if (!j.is_array())
+    fail(where + ": expected an array");
+  return j;
+}
+
+/// Version 1 is the only one there is; anything else is refused rather
+/// than half understood.
+void check_version(const nlohmann::json& j, const std::string& where) {
+  const auto& v = field(j, "v", where);
+  if (!v.is_number_integer() || v.get<std::int64_t>() != 1)
+    fail(where + ": unknown version "
+         + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+         + " (this daemon reads version 1)");
+}
+
+/// A string as JSON text whatever its bytes: as itself when it is valid
+/// UTF-8 (which JSON needs), else in hex under `key` + "_hex".
+void put_bytes(nlohmann::json& j, const std::string& key,
+               const std::string& bytes) {
+  try {
+    (void)nlohmann::json(bytes).dump();
+    j[key] = bytes;
+  } catch (const nlohmann::json::type_error&) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned char c : bytes) {
+      hex += digits[c >> 4];
+      hex += digits[c & 15];
+    }
+    j[key + "_hex"] = hex;
+  }
+}
+
+std::string get_bytes(const nlohmann::json& j, const std::string& key,
+                      const std::string& where) {
+  if (auto it = j.find(key); it != j.end()) {
+    if (!it->is_string())
+      fail(where + "." + key + ": expected a string");
+    return it->get<std::string>();
+  }
+  const auto& hex = field(j, (key + "_hex").c_str(), where);
+  auto nibble = [&](char c) {
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
+    fail(where + "." + key + "_hex: not hex");
+  };
+  if (!hex.is_string() || hex.get_ref<const std::string&>().size() % 2 != 0)
+    fail(where + "." + key + "_hex: expected a string of hex digit pairs");
+  const auto& h = hex.get_ref<const std::string&>();
+  std::string out;
+  for (std::size_t i = 0; i < h.size(); i += 2)
+    out += static_cast<char>(nibble(h[i]) * 16 + nibble(h[i + 1]));
+  return out;
+}
+
+} // namespace
+
 // ----------------------------------------------------------------- csv --
 
 namespace {
@@ -580,6 +705,15 @@ struct csv_follower::impl {
            && now.back() == '\n';
   }
 
+  /// `line` as in the file, without its newline.
+  void set_header(std::string_view line) {
+    header_line = line;
+    auto text = line;
+    if (!text.empty() && text.back() == '\r')
+      text.remove_suffix(1);
+    columns = split_csv(text);
+  }
+
   void on_line(std::string_view line, std::vector<metric_record>& out) {
     auto text = line;
     if (!text.empty() && text.back() == '\r')
@@ -587,8 +721,7 @@ struct csv_follower::impl {
     if (trim(text).empty())
       return;
     if (header_line.empty()) {
-      header_line = line;
-      columns = split_csv(text);
+      set_header(line);
       return;
     }
     if (++rows <= skip_rows)
@@ -648,6 +781,64 @@ csv_follower::csv_follower(std::string path) : impl_(std::make_unique<impl>()) {
 }
 
 csv_follower::~csv_follower() = default;
+
+nlohmann::json csv_follower::save() const {
+  const auto& s = *impl_;
+  if (!s.opened)
+    return {{"opened", false}};
+  nlohmann::json j{{"opened", true},
+                   {"dev", static_cast<std::uint64_t>(s.dev)},
+                   {"ino", static_cast<std::uint64_t>(s.ino)},
+                   {"offset", static_cast<std::uint64_t>(s.offset)},
+                   {"rows", s.rows},
+                   {"skip_rows", s.skip_rows},
+                   {"in_long_line", s.in_long_line}};
+  put_bytes(j, "header", s.header_line);
+  return j;
+}
+
+status csv_follower::restore(const nlohmann::json& saved) {
+  const std::string where = "csv";
+  try {
+    impl fresh;
+    fresh.path = impl_->path;
+    const auto& opened = field(saved, "opened", where);
+    if (!opened.is_boolean())
+      fail(where + ".opened: expected true or false");
+    if (opened.get<bool>()) {
+      fresh.opened = true;
+      fresh.dev = static_cast<dev_t>(
+          unsigned_of(field(saved, "dev", where), where + ".dev"));
+      fresh.ino = static_cast<ino_t>(
+          unsigned_of(field(saved, "ino", where), where + ".ino"));
+      auto offset
+          = unsigned_of(field(saved, "offset", where), where + ".offset");
+      if (offset
+          > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()))
+        fail(where + ".offset: too large");
+      fresh.offset = static_cast<off_t>(offset);
+      fresh.rows = unsigned_of(field(saved, "rows", where), where + ".rows");
+      fresh.skip_rows
+          = unsigned_of(field(saved, "skip_rows", where), where + ".skip_rows");
+      const auto& long_line = field(saved, "in_long_line", where);
+      if (!long_line.is_boolean())
+        fail(where + ".in_long_line: expected true or false");
+      fresh.in_long_line = long_line.get<bool>();
+      auto header = get_bytes(saved, "header", where);
+      if (header.find('\n') != std::string::npos)
+        fail(where + ".header: holds a line end");
+      if (!header.empty())
+        fresh.set_header(header);
+    }
+    *impl_ = std::move(fresh);
+    return ok;
+  } catch (const bad_state& e) {
+    return make_error(ec::bad_request, "cannot restore " + e.what);
+  } catch (const std::exception& e) {
+    return make_error(ec::bad_request,
+                      "cannot restore " + where + ": " + e.what());
+  }
+}
 
 std::vector<metric_record> csv_follower::poll() {
   try {
@@ -864,6 +1055,140 @@ progress_estimate metrics_store::estimate(double active_now) const {
 
 bool metrics_store::empty() const {
   return impl_->latest.empty();
+}
+
+namespace {
+
+nlohmann::json saved_point(const point& p) {
+  return nlohmann::json::array(
+      {exact_json(p.t), p.step ? exact_json(*p.step) : nlohmann::json(nullptr),
+       exact_json(p.value)});
+}
+
+point restored_point(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_array() || j.size() != 3)
+    fail(where + ": expected [t, step, value]");
+  point p{exact_double(j[0], where + "[0]"), std::nullopt,
+          exact_double(j[2], where + "[2]")};
+  if (!j[1].is_null())
+    p.step = exact_double(j[1], where + "[1]");
+  return p;
+}
+
+nlohmann::json saved_series(const series& s) {
+  auto kept = nlohmann::json::array();
+  for (const auto& p : s.kept)
+    kept.push_back(saved_point(p));
+  return {{"kept", std::move(kept)},
+          {"newest", s.newest ? saved_point(*s.newest) : nullptr},
+          {"seen", s.seen},
+          {"stride", s.stride}};
+}
+
+/// A series as saved, checked against what add() and thin() keep true:
+/// `kept` holds the records 0, stride, 2·stride, … of the `seen` ones, and
+/// `newest` is there exactly when the last record is off-stride.
+series restored_series(const nlohmann::json& j, const std::string& where,
+                       std::size_t max_points) {
+  series s;
+  s.seen = unsigned_of(field(j, "seen", where), where + ".seen");
+  s.stride = unsigned_of(field(j, "stride", where), where + ".stride");
+  if (s.stride == 0 || (s.stride & (s.stride - 1)) != 0)
+    fail(where + ".stride: expected a power of two");
+  const auto& kept = array_of(field(j, "kept", where), where + ".kept");
+  for (std::size_t i = 0; i < kept.size(); ++i)
+    s.kept.push_back(
+        restored_point(kept[i], where + ".kept[" + std::to_string(i) + "]"));
+  if (const auto& newest = field(j, "newest", where); !newest.is_null())
+    s.newest = restored_point(newest, where + ".newest");
+  auto on_stride = s.seen / s.stride + (s.seen % s.stride != 0 ? 1 : 0);
+  if (s.kept.size() != on_stride)
+    fail(where + ": " + std::to_string(s.kept.size()) + " points kept, but "
+         + std::to_string(s.seen) + " seen at stride "
+         + std::to_string(s.stride) + " keep " + std::to_string(on_stride));
+  if (s.newest.has_value() != (s.seen > 0 && (s.seen - 1) % s.stride != 0))
+    fail(where + ".newest: " + (s.newest ? "present" : "missing")
+         + " although the last record is "
+         + (s.newest ? "on stride" : "off stride"));
+  // Saved with a larger bound: thinned as add() would have. The newest
+  // record, when off-stride, stays off-stride at a doubled stride.
+  while (s.kept.size() + 1 > max_points) {
+    auto newest = s.newest;
+    s.thin();
+    if (newest)
+      s.newest = newest;
+  }
+  return s;
+}
+
+} // namespace
+
+nlohmann::json metrics_store::save() const {
+  const auto& s = *impl_;
+  auto latest = nlohmann::json::object();
+  for (const auto& [key, value] : s.latest)
+    latest[key] = exact_json(value);
+  auto all_series = nlohmann::json::object();
+  for (const auto& [key, one] : s.all_series)
+    all_series[key] = saved_series(one);
+  auto samples = nlohmann::json::array();
+  for (const auto& x : s.samples)
+    samples.push_back(
+        nlohmann::json::array({exact_json(x.active_s), exact_json(x.value)}));
+  return {{"v", 1},
+          {"latest", std::move(latest)},
+          {"series", std::move(all_series)},
+          {"counter_now", s.counter_now ? exact_json(*s.counter_now) : nullptr},
+          {"samples", std::move(samples)}};
+}
+
+result<std::unique_ptr<metrics_store>>
+metrics_store::restore(const nlohmann::json& saved, std::string counter,
+                       std::optional<double> total, std::size_t max_points) {
+  const std::string where = "metrics";
+  try {
+    check_version(saved, where);
+    auto out = std::make_unique<metrics_store>(std::move(counter), total,
+                                               max_points);
+    auto& s = *out->impl_;
+    const auto& latest = field(saved, "latest", where);
+    if (!latest.is_object())
+      fail(where + ".latest: expected an object");
+    for (const auto& [key, value] : latest.items())
+      s.latest[key] = exact_double(value, where + ".latest['" + key + "']");
+    const auto& all_series = field(saved, "series", where);
+    if (!all_series.is_object())
+      fail(where + ".series: expected an object");
+    for (const auto& [key, one] : all_series.items())
+      s.all_series[key] = restored_series(one, where + ".series['" + key + "']",
+                                          s.max_points);
+    if (const auto& now = field(saved, "counter_now", where); !now.is_null())
+      s.counter_now = exact_double(now, where + ".counter_now");
+    const auto& samples
+        = array_of(field(saved, "samples", where), where + ".samples");
+    if (samples.size() > max_rate_samples)
+      fail(where + ".samples: more than " + std::to_string(max_rate_samples));
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      auto at = where + ".samples[" + std::to_string(i) + "]";
+      if (!samples[i].is_array() || samples[i].size() != 2)
+        fail(at + ": expected [active_s, value]");
+      sample x{exact_double(samples[i][0], at + "[0]"),
+               exact_double(samples[i][1], at + "[1]")};
+      // rate() relies on what note_counter() keeps: later samples are at
+      // later times and never at a lower count.
+      if (!s.samples.empty()
+          && !(s.samples.back().active_s < x.active_s
+               && s.samples.back().value <= x.value))
+        fail(at + ": not after the sample before it");
+      s.samples.push_back(x);
+    }
+    return out;
+  } catch (const bad_state& e) {
+    return make_error(ec::bad_request, "cannot restore " + e.what);
+  } catch (const std::exception& e) {
+    return make_error(ec::bad_request,
+                      "cannot restore " + where + ": " + e.what());
+  }
 }
 
 } // namespace corral

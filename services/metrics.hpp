@@ -30,6 +30,10 @@ public:
   /// anything). Returns the records it completed, usually none or one.
   /// Lines that are not metrics are ignored, never an error.
   virtual std::vector<metric_record> feed(std::string_view line) = 0;
+  /// True when no record is pending across lines (no sb3 table is open):
+  /// a fresh parser fed the lines after this point gives the same records
+  /// as this one, so a restarted daemon may resume reading here.
+  virtual bool idle() const { return true; }
 };
 
 /// The parser for a line-based `progress.format` (sb3, jsonl, kv, regex);
@@ -49,6 +53,13 @@ public:
   csv_follower& operator=(const csv_follower&) = delete;
   /// Records of the rows added since the last poll.
   std::vector<metric_record> poll();
+
+  /// Where the follower stands (file identity, byte offset after the last
+  /// row consumed, header and row counts), for a daemon that restarts.
+  nlohmann::json save() const;
+  /// Continues from what save() gave, before the first poll: rows already
+  /// consumed are not read again. Errors say which field is malformed.
+  status restore(const nlohmann::json& saved);
 
 private:
   struct impl;
@@ -88,6 +99,20 @@ public:
   progress_estimate estimate(double active_now) const;
 
   bool empty() const;
+
+  /// Everything the store holds, for a daemon that restarts: the latest
+  /// values, each series with its thinning state, the counter and the
+  /// samples of the rate. {"v": 1, ...}; numbers are exact (non-finite
+  /// ones are the strings "nan", "inf" and "-inf").
+  nlohmann::json save() const;
+  /// A store as save() left it, which goes on as if it had never stopped.
+  /// `counter`, `total` and `max_points` are the constructor's (they come
+  /// from the spec, not the saved state; series longer than `max_points`
+  /// are thinned). An unknown version or a malformed state is an error
+  /// that names what is wrong.
+  static result<std::unique_ptr<metrics_store>>
+  restore(const nlohmann::json& saved, std::string counter,
+          std::optional<double> total, std::size_t max_points = 1000);
 
 private:
   struct impl;

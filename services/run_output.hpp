@@ -26,13 +26,18 @@ public:
 
   /// `run_dir` holds the shim's log files; `cwd` resolves a relative
   /// progress.file. Fails when the progress spec cannot be parsed (a regex
-  /// that does not compile).
-  static result<std::unique_ptr<run_output>> make(std::string run_dir,
-                                                  const progress_spec& progress,
-                                                  const std::string& cwd);
+  /// that does not compile). With `resume` (what save() gave a daemon
+  /// that has since been restarted), the metrics are restored and
+  /// following continues where save() says; a malformed or unknown state
+  /// is an error (the caller may then start afresh without it, reading
+  /// the logs again from their beginning).
+  static result<std::unique_ptr<run_output>>
+  make(std::string run_dir, const progress_spec& progress,
+       const std::string& cwd, const nlohmann::json* resume = nullptr);
 
   /// Starts following the log files from their beginning (the run's first
-  /// attempt has just created them); later calls keep the position.
+  /// attempt has just created them), or from the saved cursor when
+  /// resuming; later calls keep the position.
   void follow();
   /// Reads the new complete lines (all of them with `final`: the run has
   /// ended) and feeds them to the progress parsers, at most about `budget`
@@ -57,6 +62,15 @@ public:
   nlohmann::json latest_metrics() const;
   progress_estimate estimate(double active_now) const;
 
+  /// What a restarted daemon needs to continue exactly, for make():
+  /// {"v": 1, "cursor": "<out>-<err>", "metrics": {...}, "csv": {...}}.
+  /// The cursor is, per stream, the end of the last line after which the
+  /// stream's parser held nothing pending (no sb3 table open). Lines of a
+  /// table still open are therefore read again on resume, and their
+  /// record is made once, from the whole table. "csv" only with a csv
+  /// progress file.
+  nlohmann::json save() const;
+
 private:
   void feed(const log_line& l, double active_s);
 
@@ -66,8 +80,13 @@ private:
   std::unique_ptr<metrics_parser> err_parser_; // must not interleave
   std::unique_ptr<csv_follower> csv_;
   std::unique_ptr<metrics_store> store_;
-  /// The tailer started at the first byte and has dropped nothing yet, so
-  /// its memory holds every line.
+  /// Where follow() starts the tailer: zero, or a resumed cursor.
+  log_cursor start_;
+  /// Per stream, the end of the last line fed after which its parser was
+  /// idle: where a resumed reading starts (save()).
+  log_cursor settled_;
+  /// The tailer started at the first byte, so while it has dropped nothing
+  /// its memory holds every line (not so when resumed past the start).
   bool memory_complete_ = true;
   std::size_t keep_ = 2000;
 };
