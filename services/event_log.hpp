@@ -5,6 +5,7 @@
 
 #include "services/run_view.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -33,6 +34,17 @@ public:
       if (!after || e.seq > *after)
         out.push_back(e);
     return out;
+  }
+
+  /// Takes back events a previous daemon numbered (oldest first, from the
+  /// state store): numbering goes on after the newest of them.
+  void restore(std::vector<run_event> events) {
+    for (auto& e : events) {
+      last_ = std::max(last_, e.seq);
+      events_.push_back(std::move(e));
+      if (events_.size() > capacity_)
+        events_.pop_front();
+    }
   }
 
   /// The newest sequence number given out, 0 before the first.

@@ -143,6 +143,31 @@ bool scheduler::dequeue(const std::string& id) {
   return true;
 }
 
+void scheduler::adopt(const sched_request& req, const std::vector<int>& gpus) {
+  std::vector<int> known;
+  for (int gpu : gpus)
+    if (std::find(inventory_.begin(), inventory_.end(), gpu)
+        != inventory_.end())
+      known.push_back(gpu);
+  hold(req, known);
+}
+
+void scheduler::hold(const sched_request& req, const std::vector<int>& gpus) {
+  for (int gpu : gpus)
+    held_[gpu] = req.id;
+  auto cpus = millicpus(req);
+  auto mem = memory(req);
+  // Added to, not overwritten: should an id start again before its
+  // release, release() must still give back everything it holds, as it
+  // does with devices.
+  auto& held = active_[req.id];
+  held.experiment = req.experiment;
+  held.millicpus += cpus;
+  held.memory += mem;
+  cpu_used_ += cpus;
+  memory_used_ += mem;
+}
+
 void scheduler::release(const std::string& id) {
   auto it = active_.find(id);
   if (it != active_.end()) {
@@ -203,17 +228,7 @@ std::vector<placement> scheduler::schedule(clock::time_point now) {
     }
     placement p{req.id, {free.begin(), free.begin() + req.gpus}};
     free.erase(free.begin(), free.begin() + req.gpus);
-    for (int gpu : p.gpus)
-      held_[gpu] = req.id;
-    // Added to, not overwritten: should an id start again before its
-    // release, release() must still give back everything it holds, as it
-    // does with devices.
-    auto& held = active_[req.id];
-    held.experiment = req.experiment;
-    held.millicpus += cpus;
-    held.memory += mem;
-    cpu_used_ += cpus;
-    memory_used_ += mem;
+    hold(req, p.gpus);
     ++per_experiment[req.experiment];
     started.push_back(std::move(p));
     it = queue_.erase(it);

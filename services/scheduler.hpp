@@ -65,6 +65,10 @@ public:
   bool dequeue(const std::string& id);
   /// A started run ended: its GPUs and slots are free again.
   void release(const std::string& id);
+  /// Marks a run that is already running (re-adopted after a daemon
+  /// restart) as holding `gpus` and its slot, CPUs and memory, as if
+  /// schedule() had placed it. Devices outside the inventory are ignored.
+  void adopt(const sched_request& req, const std::vector<int>& gpus);
 
   /// Picks the runs that start now, in queue order, and marks their GPUs
   /// and slots as held. Order: priority (higher first), then seq. A run
@@ -108,6 +112,8 @@ private:
   /// True if the run would hold something that can run out, i.e. it can
   /// fail to fit and so starve.
   bool needs_capacity(const sched_request& req) const;
+  /// Marks `gpus` and the request's slot, CPUs and memory as held by it.
+  void hold(const sched_request& req, const std::vector<int>& gpus);
 
   std::vector<int> inventory_;
   std::optional<int> max_concurrent_;

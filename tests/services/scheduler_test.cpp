@@ -634,3 +634,26 @@ TEST_CASE("a run that can never fit its cpus does not block others",
   CHECK(ids(aut.schedule(now + 1h)) == strings{"one"});
   CHECK_FALSE(aut.next_deadline());
 }
+
+TEST_CASE("a re-adopted run holds its devices and its slot as placed",
+          "[scheduler]") {
+  time_point now{};
+  scheduler aut{{0, 1, 2}, 2, 10min};
+  // A restarted daemon takes back a run on GPUs 1 and 2 (and GPU 7, which
+  // the inventory no longer has).
+  aut.adopt(run("old", 2, 0, 1), {1, 2, 7});
+  CHECK(aut.held_by("old") == ints{1, 2});
+  CHECK_FALSE(aut.holder(7));
+  aut.enqueue(run("new", 2, 0, 2), now);
+  CHECK(aut.schedule(now).empty()); // only GPU 0 is free
+  aut.enqueue(run("small", 1, 0, 3), now);
+  auto started = aut.schedule(now);
+  REQUIRE(started.size() == 1);
+  CHECK(started[0].id == "small");
+  CHECK(started[0].gpus == ints{0});
+  // max_concurrent 2: the adopted run counts.
+  aut.enqueue(run("cpu", 0, 0, 4), now);
+  CHECK(aut.schedule(now).empty());
+  aut.release("old");
+  CHECK(ids(aut.schedule(now)) == strings{"new"});
+}
