@@ -13,6 +13,7 @@
 #include "services/result.hpp"
 #include "services/run_spec.hpp"
 #include "services/run_view.hpp"
+#include "services/state_store.hpp"
 
 namespace corral {
 
@@ -50,6 +51,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<corral::run_spec>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_filter)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::stop_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::shim_report)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::store_batch)
 
 namespace corral {
 
@@ -82,10 +84,27 @@ using restart = caf::atom_constant<caf::atom("restart")>;
 using output = caf::atom_constant<caf::atom("output")>;
 using files = caf::atom_constant<caf::atom("files")>;
 using node = caf::atom_constant<caf::atom("node")>;
+using persist = caf::atom_constant<caf::atom("persist")>;
+using flush = caf::atom_constant<caf::atom("flush")>;
 } // namespace atom
+
+/// The state store (SQLite): commits the changes the actors send, off
+/// their threads; what arrives while a commit runs goes in the next one.
+using store_actor = caf::typed_actor<
+    /// Changes to commit with the next batch (within a millisecond or so).
+    caf::reacts_to<atom::persist, store_batch>,
+    /// Commits what is pending now; answers once it is on disk.
+    caf::replies_to<atom::flush>::with<ok_result>,
+    /// Commits these changes and what is pending; answers once on disk.
+    caf::replies_to<atom::flush, store_batch>::with<ok_result>,
+    /// Time to commit what is pending.
+    caf::reacts_to<atom::tick>>;
 
 /// One run: owns its executor (shim + cgroup + pidfds) and state machine.
 using run_actor = caf::typed_actor<
+    /// Writes the run's current record to the store; answers once it is
+    /// on disk.
+    caf::replies_to<atom::persist>::with<ok_result>,
     /// The run's view; with processes when the flag is set.
     caf::replies_to<atom::get, bool>::with<view_result>,
     /// The run's recent events after a position, oldest first; with wait,
@@ -161,6 +180,9 @@ using registry_actor = caf::typed_actor<
     caf::replies_to<atom::gpus>::with<gpus_result>,
     /// The machine's CPU and memory load, and its GPUs.
     caf::replies_to<atom::node>::with<node_result>,
+    /// Every run saves its state, then the store commits: the daemon
+    /// leaves its runs running and exits.
+    caf::replies_to<atom::flush>::with<ok_result>,
     /// A run's processes ended (its GPUs are free); `final` unless its
     /// restart policy will queue it again.
     caf::reacts_to<atom::ended, std::string, bool>,

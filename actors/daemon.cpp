@@ -3,7 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/registry.hpp"
+#include "actors/store.hpp"
 #include "services/reactor.hpp"
+#include "services/run_record.hpp"
+
+#include <stdexcept>
 
 namespace corral {
 
@@ -96,8 +100,25 @@ struct daemon_runtime::impl {
   std::unique_ptr<reactor> events = std::make_unique<reactor>();
   std::unique_ptr<caf::actor_system> sys;
   registry_actor registry;
+  store_actor store;
   std::unique_ptr<actor_backend> backend;
 };
+
+namespace {
+
+std::vector<run_event> events_of(const state_store& db,
+                                 const std::string& scope, std::size_t n) {
+  std::vector<run_event> out;
+  auto stored = db.load_events(scope, n);
+  if (!stored)
+    throw std::runtime_error(stored.error().message);
+  for (auto& e : *stored)
+    if (auto ev = event_from_record(e.event))
+      out.push_back(std::move(*ev));
+  return out;
+}
+
+} // namespace
 
 daemon_runtime::daemon_runtime(runtime_options opts)
     : impl_(std::make_unique<impl>()) {
@@ -114,6 +135,26 @@ daemon_runtime::daemon_runtime(runtime_options opts)
   rc.inventory = opts.inventory;
   rc.max_concurrent = opts.max_concurrent;
   rc.starvation_timeout = opts.starvation_timeout;
+  if (!opts.store_path.empty()) {
+    auto opened = state_store::open(opts.store_path);
+    if (!opened)
+      throw std::runtime_error(opened.error().message);
+    std::shared_ptr<state_store> db = std::move(*opened);
+    auto runs = db->load_runs();
+    if (!runs)
+      throw std::runtime_error(runs.error().message);
+    for (auto& r : *runs)
+      rc.restored_events[r.id] = events_of(*db, r.id, 1000);
+    rc.restored_global = events_of(*db, "", 10000);
+    rc.restored = std::move(*runs);
+    // Bounded like the memory, so the file does not grow run after run.
+    if (auto trimmed = db->trim_events(1000, 10000); !trimmed)
+      spdlog::warn("store: {}", trimmed.error().message);
+    // SQLite waits for the disk: on a thread of its own, not a worker's.
+    impl_->store
+        = impl_->sys->spawn<caf::detached>(store, std::move(db), millis{200});
+    rc.store = impl_->store;
+  }
   impl_->registry = impl_->sys->spawn(registry, std::move(rc));
   impl_->backend
       = std::make_unique<actor_backend>(*impl_->sys, impl_->registry);
@@ -123,6 +164,10 @@ daemon_runtime::~daemon_runtime() {
   impl_->backend.reset();
   caf::anon_send_exit(impl_->registry, caf::exit_reason::user_shutdown);
   impl_->registry = nullptr;
+  if (impl_->store) {
+    caf::anon_send_exit(impl_->store, caf::exit_reason::user_shutdown);
+    impl_->store = nullptr;
+  }
   // Actors go first (they unwatch from the reactor), then the reactor.
   impl_->sys.reset();
   impl_->events.reset();
@@ -140,6 +185,20 @@ void daemon_runtime::stop_all_runs() {
                  spdlog::error("registry did not confirm shutdown: {}",
                                caf::to_string(err));
                });
+}
+
+void daemon_runtime::save_all_runs() {
+  caf::scoped_actor self{*impl_->sys};
+  self->request(impl_->registry, caf::infinite, atom::flush::value)
+      .receive(
+          [](ok_result& r) {
+            if (!r)
+              spdlog::error("store: {}", r.error().message);
+          },
+          [](caf::error& err) {
+            spdlog::error("registry did not confirm the save: {}",
+                          caf::to_string(err));
+          });
 }
 
 } // namespace corral

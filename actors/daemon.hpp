@@ -19,10 +19,15 @@ struct runtime_options {
   gpu_inventory* inventory = nullptr;
   std::optional<int> max_concurrent;
   millis starvation_timeout = std::chrono::minutes{10};
+  /// The state store's file; empty: nothing is kept across restarts.
+  std::string store_path;
 };
 
 class daemon_runtime {
 public:
+  /// Opens the state store and takes back every run it holds before any
+  /// request is answered. Throws std::runtime_error with a message for
+  /// the user when the store cannot be used (corrupt, newer version).
   explicit daemon_runtime(runtime_options opts);
   ~daemon_runtime();
 
@@ -31,6 +36,9 @@ public:
   /// Stops every active run with the normal stop sequence and blocks until
   /// all have ended.
   void stop_all_runs();
+  /// Writes every run's latest state to the store and blocks until it is
+  /// on disk; the runs go on without the daemon.
+  void save_all_runs();
 
 private:
   struct impl;

@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include "services/artifacts.hpp"
+#include "services/run_record.hpp"
+#include "services/run_spec_json.hpp"
 #include "services/spec.hpp"
 
 namespace corral {
@@ -136,9 +138,13 @@ event_answer global_events_after(self_ptr self, const event_query& q) {
 }
 
 // Creates a run actor and queues it. `tmpl` is the spec as submitted,
-// `spec` the same with placeholders bound for this id.
+// `spec` the same with placeholders bound for this id. With `restored`,
+// the actor takes back a run a previous daemon knew; the registry then
+// queues it, or counts its devices as held, by its stored state.
 void create_run(self_ptr self, const std::string& id, run_spec tmpl,
-                run_spec spec, std::optional<std::string> restart_of) {
+                run_spec spec, std::optional<std::string> restart_of,
+                std::optional<stored_run> restored = std::nullopt,
+                std::optional<run_view> stored_view = std::nullopt) {
   auto& st = self->state;
   run_config rc;
   rc.id = id;
@@ -150,13 +156,89 @@ void create_run(self_ptr self, const std::string& id, run_spec tmpl,
   rc.pause_timeout = st.cfg.pause_timeout;
   rc.inventory = st.cfg.inventory;
   rc.registry = caf::actor_cast<registry_actor>(self);
-  auto req = request_of(id, rc.spec, st.next_seq++);
+  rc.store = st.cfg.store;
+  auto seq
+      = restored ? static_cast<std::uint64_t>(restored->seq) : st.next_seq++;
+  rc.seq = static_cast<std::int64_t>(seq);
+  if (restored) {
+    if (auto it = st.cfg.restored_events.find(id);
+        it != st.cfg.restored_events.end())
+      rc.restored_events = std::move(it->second);
+    rc.restored = std::move(restored);
+  }
+  auto req = request_of(id, rc.spec, seq);
   st.runs.emplace(id, self->spawn(run, std::move(rc)));
   st.requests.emplace(id, req);
   st.templates.emplace(id, std::move(tmpl));
   st.specs.emplace(id, std::move(spec));
-  st.sched->enqueue(req, scheduler::clock::now());
   st.order.push_back(id);
+  if (!stored_view || stored_view->state == run_state::queued)
+    st.sched->enqueue(req, scheduler::clock::now());
+  else if (is_ended(stored_view->state))
+    st.ended.insert(id);
+  else
+    st.sched->adopt(req, stored_view->gpus);
+}
+
+// Takes back every run the store holds, in creation order, before the
+// first request is answered (the registry's mailbox holds them until
+// this returns).
+void restore_runs(self_ptr self) {
+  auto& st = self->state;
+  st.events.restore(std::move(st.cfg.restored_global));
+  std::int64_t last_seq = -1;
+  for (auto& r : st.cfg.restored) {
+    last_seq = std::max(last_seq, r.seq);
+    auto view = view_from_record(r.record.at("view"));
+    auto spec = spec_from_json(r.record.at("spec"));
+    auto tmpl = spec_from_json(r.record.at("tmpl"));
+    if (!view || !spec || !tmpl) {
+      spdlog::error("registry cannot take back run {}: {}", r.id,
+                    !view   ? view.error().message
+                    : !spec ? spec.error().message
+                            : tmpl.error().message);
+      continue;
+    }
+    std::optional<std::string> restart_of;
+    if (auto& ro = r.record.at("restart_of"); !ro.is_null())
+      restart_of = ro.get<std::string>();
+    auto id = r.id;
+    create_run(self, id, std::move(*tmpl), std::move(*spec),
+               std::move(restart_of), std::move(r), std::move(*view));
+  }
+  st.next_seq = static_cast<std::uint64_t>(last_seq + 1);
+  if (!st.cfg.restored.empty())
+    spdlog::info("registry took back {} run(s) from the store", st.runs.size());
+  st.cfg.restored.clear();
+  st.cfg.restored_events.clear();
+}
+
+// Calls `then` once each run in `ids` has its record on disk: a new run
+// that the API has answered for must be known to a restarted daemon.
+void after_saved(self_ptr self, const std::vector<std::string>& ids,
+                 std::function<void()> then) {
+  auto left = std::make_shared<std::size_t>(ids.size() + 1);
+  auto one_done = [left, then]() {
+    if (--*left == 0)
+      then();
+  };
+  for (auto& id : ids)
+    if (auto it = self->state.runs.find(id); it != self->state.runs.end())
+      self->request(it->second, caf::infinite, atom::persist::value)
+          .then([one_done](ok_result&) { one_done(); },
+                [one_done](caf::error&) { one_done(); });
+    else
+      one_done();
+  one_done();
+}
+
+void persist_global_event(self_ptr self, const run_event& e) {
+  auto& st = self->state;
+  if (!st.cfg.store)
+    return;
+  store_batch b;
+  b.events.push_back({"", e.seq, event_to_record(e)});
+  self->send(st.cfg.store, atom::persist::value, std::move(b));
 }
 
 template <class Atom, class Result = view_result, class... Ts>
@@ -203,7 +285,38 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       self->send_exit(hdl, msg.reason);
     self->quit(msg.reason);
   });
+  restore_runs(self);
+  schedule(self);
   return {
+      [=](atom::flush) -> caf::result<ok_result> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<ok_result>();
+        auto left = std::make_shared<std::size_t>(st.runs.size() + 1);
+        auto store = st.cfg.store;
+        // Each run sends its record to the store before it answers, so
+        // the store's flush comes after every record.
+        auto one_done = [=]() mutable {
+          if (--*left > 0)
+            return;
+          if (!store) {
+            rp.deliver(ok_result{ok_t{}});
+            return;
+          }
+          self->request(store, caf::infinite, atom::flush::value)
+              .then([=](ok_result& r) mutable { rp.deliver(std::move(r)); },
+                    [=](caf::error& err) mutable {
+                      rp.deliver(ok_result{
+                          make_error(ec::internal, "the store did not confirm: "
+                                                       + caf::to_string(err))});
+                    });
+        };
+        for (auto& [id, hdl] : st.runs)
+          self->request(hdl, caf::infinite, atom::persist::value)
+              .then([=](ok_result&) mutable { one_done(); },
+                    [=](caf::error&) mutable { one_done(); });
+        one_done();
+        return rp;
+      },
       [=](atom::submit, std::vector<run_spec> specs,
           bool dry_run) -> caf::result<views_result> {
         auto& st = self->state;
@@ -250,7 +363,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         spdlog::info("registry creates {} run(s)", ids.size());
         schedule(self);
         auto rp = self->make_response_promise<views_result>();
-        collect_views(self, ids, rp, [](const run_view&) { return true; });
+        after_saved(self, ids, [self, ids, rp]() mutable {
+          collect_views(self, ids, rp, [](const run_view&) { return true; });
+        });
         return rp;
       },
       [=](atom::list, run_filter filter) -> caf::result<views_result> {
@@ -356,17 +471,24 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                   create_run(self, new_id, std::move(tmpl), std::move(spec),
                              id);
                   schedule(self);
-                  self->request(st.runs.at(new_id), caf::infinite,
-                                atom::get::value, true)
-                      .then(
-                          [=](view_result& v) mutable {
-                            if (v)
-                              fill_queue_position(self, v.value());
-                            rp.deliver(std::move(v));
-                          },
-                          [=](caf::error&) mutable {
-                            rp.deliver(view_result{no_such_run(new_id)});
-                          });
+                  after_saved(self, {new_id}, [=]() mutable {
+                    auto it = self->state.runs.find(new_id);
+                    if (it == self->state.runs.end()) {
+                      rp.deliver(view_result{no_such_run(new_id)});
+                      return;
+                    }
+                    self->request(it->second, caf::infinite, atom::get::value,
+                                  true)
+                        .then(
+                            [=](view_result& v) mutable {
+                              if (v)
+                                fill_queue_position(self, v.value());
+                              rp.deliver(std::move(v));
+                            },
+                            [=](caf::error&) mutable {
+                              rp.deliver(view_result{no_such_run(new_id)});
+                            });
+                  });
                 },
                 [=](caf::error&) mutable {
                   rp.deliver(view_result{no_such_run(id)});
@@ -375,7 +497,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [=](atom::event, run_event e) {
         auto& st = self->state;
-        st.events.push(std::move(e));
+        persist_global_event(self, st.events.push(std::move(e)));
         auto& ws = st.event_waiters;
         for (auto& w : ws) {
           event_query q = w.query;
@@ -425,7 +547,22 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                   std::erase(st.order, id);
                   self->send_exit(hdl, caf::exit_reason::user_shutdown);
                   spdlog::info("registry forgets run {}", id);
-                  rp.deliver(ok_result{ok_t{}});
+                  if (!st.cfg.store) {
+                    rp.deliver(ok_result{ok_t{}});
+                    return;
+                  }
+                  // Gone from the store before the answer, or a restarted
+                  // daemon would bring it back.
+                  store_batch b;
+                  b.removed.push_back(id);
+                  self->request(st.cfg.store, caf::infinite, atom::flush::value,
+                                std::move(b))
+                      .then([=](ok_result& r) mutable { rp.deliver(r); },
+                            [=](caf::error& err) mutable {
+                              rp.deliver(ok_result{make_error(
+                                  ec::internal, "the store did not confirm: "
+                                                    + caf::to_string(err))});
+                            });
                 },
                 [=](caf::error&) mutable {
                   rp.deliver(ok_result{no_such_run(id)});

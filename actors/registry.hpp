@@ -23,6 +23,13 @@ struct registry_config {
   gpu_inventory* inventory = nullptr;
   std::optional<int> max_concurrent;
   millis starvation_timeout = std::chrono::minutes{10};
+  /// Where runs and events are kept across restarts; null: nowhere.
+  store_actor store;
+  /// What the store held at start: every run (creation order), each run's
+  /// recent events, and the daemon-wide stream.
+  std::vector<stored_run> restored;
+  std::map<std::string, std::vector<run_event>> restored_events;
+  std::vector<run_event> restored_global;
 };
 
 struct registry_state {

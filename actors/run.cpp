@@ -3,10 +3,14 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 
+#include <functional>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "services/pidfd.hpp"
+#include "services/run_record.hpp"
+#include "services/run_spec_json.hpp"
 #include "services/spec.hpp"
 #include "services/units.hpp"
 
@@ -126,9 +130,73 @@ void record(self_ptr self, std::string type, std::string cause,
   e.cause = std::move(cause);
   e.message = std::move(message);
   e.data = std::move(data);
-  self->send(st.cfg.registry, atom::event::value,
-             st.history.push(std::move(e)));
+  auto& kept = st.history.push(std::move(e));
+  st.unsaved_events.push_back(kept);
+  st.dirty = true;
+  self->send(st.cfg.registry, atom::event::value, kept);
   serve_event_waiters(self);
+}
+
+// What a restarted daemon needs to take the run back (see restore()).
+nlohmann::json make_record(self_ptr self) {
+  auto& st = self->state;
+  auto v = st.view;
+  v.active_s = active_now(self);
+  nlohmann::json stop
+      = {{"reason", st.stop_reason ? nlohmann::json(*st.stop_reason)
+                                   : nlohmann::json(nullptr)},
+         {"grace_ms", st.stop_grace.count()},
+         {"kill_at", st.kill_at ? nlohmann::json(to_unix_ms(*st.kill_at))
+                                : nlohmann::json(nullptr)},
+         {"awaiting_checkpoint", st.awaiting_checkpoint}};
+  return {{"v", 1},
+          {"view", view_to_record(v)},
+          {"saved_at", to_unix_ms(system_clock::now())},
+          {"spec", spec_to_json(st.cfg.spec)},
+          {"tmpl", spec_to_json(st.cfg.tmpl)},
+          {"restart_of", st.cfg.restart_of ? nlohmann::json(*st.cfg.restart_of)
+                                           : nlohmann::json(nullptr)},
+          {"exec",
+           st.exec ? st.exec->identity().to_json() : nlohmann::json(nullptr)},
+          {"restarts", st.restarts},
+          {"paused_by_request", st.paused_by_request},
+          {"attempt_active_base", st.attempt_active_base},
+          {"stop", stop}};
+}
+
+// The record, new events and (when output was read since) the metrics.
+store_batch take_batch(self_ptr self) {
+  auto& st = self->state;
+  store_batch b;
+  b.runs.push_back({st.cfg.id, st.cfg.seq, st.final, make_record(self)});
+  if (st.output && st.output_lines != st.saved_output_lines) {
+    b.metrics.push_back({st.cfg.id, st.output->save()});
+    st.saved_output_lines = st.output_lines;
+  }
+  for (auto& e : st.unsaved_events)
+    b.events.push_back({st.cfg.id, e.seq, event_to_record(e)});
+  st.unsaved_events.clear();
+  st.dirty = false;
+  return b;
+}
+
+// Sends what changed to the store, which commits it a moment later.
+void persist(self_ptr self) {
+  auto& st = self->state;
+  if (st.cfg.store)
+    self->send(st.cfg.store, atom::persist::value, take_batch(self));
+}
+
+// Writes what changed and calls `then` once it is on disk (or the store
+// failed, which it logs): an answer that promises a change (a stop) must
+// not outrun the record a restarted daemon would read.
+void persist_now(self_ptr self, std::function<void()> then) {
+  auto& st = self->state;
+  if (!st.cfg.store)
+    return then();
+  self->request(st.cfg.store, caf::infinite, atom::flush::value,
+                take_batch(self))
+      .then([then](ok_result&) { then(); }, [then](caf::error&) { then(); });
 }
 
 // Reads the run's new output; with `final` also an unterminated last line.
@@ -139,6 +207,7 @@ void read_output(self_ptr self, bool final = false) {
   // a pause or stop: read a slice, then queue the rest behind them.
   constexpr std::size_t budget = 50000;
   auto n = st.output->poll(active_now(self), final, final ? SIZE_MAX : budget);
+  st.output_lines += n;
   if (n > 0 || final)
     serve_log_waiters(self);
   if (!final && n >= budget && !st.output_pending->exchange(true))
@@ -208,6 +277,7 @@ void change_state(self_ptr self, run_state next, const std::string& cause,
           {"attempt", st.view.attempt}});
   spdlog::info("run/{} {} → {} ({}): {}", st.cfg.id, to_string(prev),
                to_string(next), cause, message);
+  persist(self);
 }
 
 template <class Atom>
@@ -254,6 +324,8 @@ void send_stop_signal(self_ptr self) {
       // The main process is gone already: the shim stops what is left.
       spdlog::debug("run/{} main process already exited", st.cfg.id);
   }
+  st.kill_at = system_clock::now() + st.stop_grace;
+  persist(self);
   self->delayed_send(self, st.stop_grace, atom::deadline::value,
                      std::string{"kill"}, st.stop_generation);
 }
@@ -365,10 +437,19 @@ void observe(self_ptr self) {
   }
 }
 
-void on_ended(self_ptr self) {
+// The run's processes are gone: how they ended decides the state, and the
+// restart policy whether another attempt follows. `while_away`: they ended
+// while no daemon watched (found by a restarted daemon).
+void finish_ending(self_ptr self, const exit_facts& facts,
+                   bool while_away = false) {
   auto& st = self->state;
-  auto facts = st.exec->collect_exit();
   auto ending = classify_ending(facts, st.stop_reason);
+  if (while_away && !facts.recorded) {
+    ending.state = run_state::failed;
+    ending.reason = "lost";
+    ending.message = "its processes vanished while the daemon was down, and "
+                     "its shim left no exit record";
+  }
   st.unwatch_all();
   read_output(self);
   if (st.awaiting_checkpoint) {
@@ -381,13 +462,16 @@ void on_ended(self_ptr self) {
              "the run ended before it saved a checkpoint",
              {{"saved", false}, {"name", nullptr}});
   }
-  st.exec->cleanup();
+  if (st.exec)
+    st.exec->cleanup();
+  st.kill_at.reset();
   st.view.reason = ending.reason;
   st.view.message = ending.message;
   st.view.exit_code = ending.exit_code;
   st.view.signal = ending.signal;
   st.view.ended_at = system_clock::now();
-  st.view.pid = st.exec->main_pid();
+  if (st.exec)
+    st.view.pid = st.exec->main_pid();
   change_state(self, ending.state, ending.reason, ending.message);
   fail_waiters(st.pause_waiters,
                make_error(ec::invalid_transition,
@@ -422,7 +506,12 @@ void on_ended(self_ptr self) {
   for (auto& w : st.end_waiters)
     w.deliver(view_result{v});
   st.end_waiters.clear();
+  persist(self);
   self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
+}
+
+void on_ended(self_ptr self) {
+  finish_ending(self, self->state.exec->collect_exit());
 }
 
 void on_report(self_ptr self) {
@@ -460,6 +549,8 @@ void on_report(self_ptr self) {
   if (st.exec->status_closed())
     unwatch_fd(self, 0);
 }
+
+void watch_run(self_ptr self);
 
 // Starts an attempt on the given GPUs: shim, watches, observation ticks.
 void launch(self_ptr self, const std::vector<int>& gpus) {
@@ -504,6 +595,21 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
     return;
   }
   st.exec = std::move(*launched);
+  if (st.view.attempt == 1)
+    st.files->rescan(); // what exists already is not news
+  spdlog::info("run/{} starts {} (attempt {}, pause via {})", st.cfg.id,
+               spec.command.front(), st.view.attempt, st.exec->mechanism());
+  watch_run(self);
+  // The shim's identity, at once: a daemon killed from here on must find
+  // it again.
+  persist(self);
+}
+
+// Watches what the run's executor exposes: its output, artifact
+// directories, status pipe, shim, main process and cgroup, and starts the
+// observation ticks.
+void watch_run(self_ptr self) {
+  auto& st = self->state;
   st.view.pause_mechanism = st.exec->mechanism();
   st.output->follow();
   if (st.output_watch < 0) {
@@ -517,11 +623,7 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
         },
         IN_MODIFY | IN_CREATE | IN_MOVED_TO);
   }
-  if (st.view.attempt == 1)
-    st.files->rescan(); // what exists already is not news
   watch_artifact_dirs(self);
-  spdlog::info("run/{} starts {} (attempt {}, pause via {})", st.cfg.id,
-               spec.command.front(), st.view.attempt, st.exec->mechanism());
   watch_fd<atom::report>(self, 0, st.exec->status_fd(), EPOLLIN);
   watch_fd<atom::shim_exit>(self, 1, st.exec->shim_fd(),
                             EPOLLIN | EPOLLONESHOT);
@@ -547,7 +649,135 @@ void end_unstarted(self_ptr self, const std::string& reason) {
   change_state(self, run_state::stopped, reason, st.view.message);
   read_output(self, true);
   st.unwatch_files();
+  persist(self);
   self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
+}
+
+// Takes an active run back after the daemon restarted: its executor holds
+// the shim, cgroup and main process again; the state is what the kernel
+// says now, the stop (if one was under way) goes on with its deadline.
+void adopt_active(self_ptr self, std::unique_ptr<local_executor> exec,
+                  const nlohmann::json& stop) {
+  auto& st = self->state;
+  auto stored = st.view.state;
+  st.exec = std::move(exec);
+  st.running_since = steady_clock::now();
+  watch_run(self);
+  watch_fd<atom::main_exit>(self, 2, st.exec->main_fd(),
+                            EPOLLIN | EPOLLONESHOT);
+  if (auto pid = st.exec->main_pid())
+    st.view.pid = *pid;
+  if (!st.view.started_at)
+    st.view.started_at = system_clock::now();
+  auto now_state = stored;
+  if (stored == run_state::stopping) {
+    ++st.stop_generation;
+    auto kill_at = stop.at("kill_at");
+    if (stop.value("awaiting_checkpoint", false) || kill_at.is_null()) {
+      // The stop signal may not have gone out yet: send it (again; a
+      // trainer that handles it once handles it twice), with a new grace.
+      send_stop_signal(self);
+    } else {
+      auto due = from_unix_ms(kill_at.get<std::int64_t>());
+      st.kill_at = due;
+      auto left
+          = std::max(milliseconds{0},
+                     duration_cast<milliseconds>(due - system_clock::now()));
+      self->delayed_send(self, left, atom::deadline::value, std::string{"kill"},
+                         st.stop_generation);
+    }
+  } else if (!st.exec->main_pid()) {
+    // Never reported (the daemon died as the shim started it), or exited
+    // while the shim finishes: the shim's exit settles it either way.
+    now_state = stored == run_state::starting ? run_state::running
+                                              : run_state::stopping;
+  } else if (st.exec->main_stopped()
+             || (st.exec->uses_cgroup() && st.exec->frozen())) {
+    now_state = run_state::paused;
+  } else {
+    now_state = run_state::running;
+    st.paused_by_request = false;
+  }
+  // The state as found, without an event of its own: the only trace of
+  // the restart is the event below.
+  st.view.state = now_state;
+  record(self, "daemon", "restart",
+         "the daemon restarted and took the run back: "
+             + std::string{to_string(now_state)},
+         {{"before", std::string{to_string(stored)}},
+          {"state", std::string{to_string(now_state)}},
+          {"pid", st.view.pid ? nlohmann::json(*st.view.pid)
+                              : nlohmann::json(nullptr)}});
+  spdlog::info("run/{} re-adopted: {} (was {} when the daemon stopped)",
+               st.cfg.id, to_string(now_state), to_string(stored));
+  if (st.cfg.spec.max_runtime && now_state != run_state::stopping)
+    self->send(self, atom::deadline::value, std::string{"runtime"},
+               st.attempt_generation);
+  persist(self);
+}
+
+// A restarted daemon's view of a run it knew: the record from the store,
+// then the kernel's word on the processes.
+void restore(self_ptr self) {
+  auto& st = self->state;
+  auto& rec = st.cfg.restored->record;
+  st.view = view_from_record(rec.at("view")).value();
+  st.history.restore(st.cfg.restored_events);
+  st.final = st.cfg.restored->ended;
+  st.restarts = rec.value("restarts", 0);
+  st.paused_by_request = rec.value("paused_by_request", false);
+  st.attempt_active_base = rec.value("attempt_active_base", 0.0);
+  st.active_before_s = st.view.active_s;
+  auto& stop = rec.at("stop");
+  if (!stop.at("reason").is_null())
+    st.stop_reason = stop.at("reason").get<std::string>();
+  st.stop_grace = milliseconds{stop.value("grace_ms", std::int64_t{0})};
+  st.files->rescan(); // what exists now is not news
+  auto s = st.view.state;
+  if (is_ended(s)) {
+    st.final = true;
+    return;
+  }
+  if (s == run_state::queued) {
+    // Queued again by the registry; a pending backoff starts over.
+    st.view.retry_at.reset();
+    record(self, "daemon", "restart",
+           "the daemon restarted; the run is still queued");
+    persist(self);
+    return;
+  }
+  // Running time went on while no daemon watched a running run.
+  auto saved_at = from_unix_ms(rec.at("saved_at").get<std::int64_t>());
+  if (s == run_state::running || s == run_state::stopping)
+    st.active_before_s += std::max(
+        0.0, duration<double>(system_clock::now() - saved_at).count());
+  std::optional<executor_identity> identity;
+  if (!rec.at("exec").is_null())
+    identity = executor_identity::from_json(rec.at("exec"));
+  adoption found;
+  if (identity) {
+    auto r = local_executor::adopt(st.cfg.exec, st.cfg.id, *identity);
+    if (r) {
+      found = std::move(*r);
+      if (!found.message.empty())
+        spdlog::info("run/{} on restart: {}", st.cfg.id, found.message);
+    } else
+      spdlog::error("run/{} cannot be re-adopted: {}", st.cfg.id,
+                    r.error().message);
+  }
+  if (found.exec) {
+    adopt_active(self, std::move(found.exec), stop);
+    return;
+  }
+  // Ended while the daemon was down (or never got its shim): what it
+  // printed meanwhile is read before it is classified.
+  st.running_since = steady_clock::now();
+  st.output->follow();
+  auto facts = found.ended.value_or(exit_facts{});
+  record(self, "daemon", "restart",
+         std::string{"the daemon restarted; the run had ended meanwhile"}
+             + (facts.recorded ? "" : " without an exit record"));
+  finish_ending(self, facts, true);
 }
 
 } // namespace
@@ -592,7 +822,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
   st.view.command = spec.command;
   st.view.restart_of = st.cfg.restart_of;
   auto run_dir = st.cfg.exec.runs_dir + "/" + st.cfg.id;
-  auto output = run_output::make(run_dir, spec.progress, spec.cwd);
+  const nlohmann::json* resume = nullptr;
+  if (st.cfg.restored && !st.cfg.restored->metrics.is_null())
+    resume = &st.cfg.restored->metrics;
+  auto output = run_output::make(run_dir, spec.progress, spec.cwd, resume);
   if (!output) {
     // The spec was validated; if the parser still fails, logs go on.
     spdlog::warn("run/{} cannot parse progress: {}", st.cfg.id,
@@ -601,11 +834,19 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
   }
   st.output = std::move(*output);
   st.files = std::make_unique<artifact_watch>(spec.cwd, spec.artifacts);
-  record(self, "state", "submitted",
-         st.cfg.restart_of ? "restart of " + *st.cfg.restart_of + " queued"
-                           : "queued",
-         {{"from", nullptr}, {"to", "queued"}, {"attempt", 1}});
+  if (st.cfg.restored)
+    restore(self);
+  else
+    record(self, "state", "submitted",
+           st.cfg.restart_of ? "restart of " + *st.cfg.restart_of + " queued"
+                             : "queued",
+           {{"from", nullptr}, {"to", "queued"}, {"attempt", 1}});
   return {
+      [=](atom::persist) -> caf::result<ok_result> {
+        auto rp = self->make_response_promise<ok_result>();
+        persist_now(self, [rp]() mutable { rp.deliver(ok_result{ok_t{}}); });
+        return rp;
+      },
       [=](atom::get, bool with_processes) -> view_result {
         return snapshot(self, with_processes);
       },
@@ -697,9 +938,14 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         auto& st = self->state;
         if (auto r = check_stop(st.cfg.id, st.view.state); !r)
           return view_result{r.error()};
+        auto rp = self->make_response_promise<view_result>();
+        auto answer = [self, rp]() mutable {
+          rp.deliver(view_result{snapshot(self, false)});
+        };
         if (st.view.state == run_state::queued) {
           end_unstarted(self, "user");
-          return snapshot(self, false);
+          persist_now(self, answer);
+          return rp;
         }
         if (st.view.state == run_state::stopping) {
           if (req.force) {
@@ -717,11 +963,11 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
           begin_stop(self, req, "user");
         }
         if (req.wait && !is_ended(st.view.state)) {
-          auto rp = self->make_response_promise<view_result>();
           st.end_waiters.push_back(rp);
           return rp;
         }
-        return snapshot(self, false);
+        persist_now(self, answer);
+        return rp;
       },
       [=](atom::shutdown) -> caf::result<view_result> {
         auto& st = self->state;
@@ -770,6 +1016,14 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
           return;
         observe(self);
         st.output->poll_csv(active_now(self));
+        // About once a second: what changed since goes to the store.
+        if (st.ticks % 4 == 3
+            && (st.dirty || st.output_lines != st.saved_output_lines
+                || st.cfg.spec.progress.format == "csv")) {
+          if (st.cfg.spec.progress.format == "csv")
+            ++st.output_lines; // rows come from the file, not the log
+          persist(self);
+        }
         // inotify sees the pattern's own directory; deeper ones and
         // directories made later are found by this slower rescan.
         if (st.ticks % 20 == 19)

@@ -32,6 +32,13 @@ struct run_config {
   millis pause_timeout = std::chrono::seconds{10};
   millis observe_interval = std::chrono::milliseconds{250};
   registry_actor registry; // told when the run ends
+  /// Creation order, as the registry numbered it (kept in the store).
+  std::int64_t seq = 0;
+  /// Where the run's state is kept across daemon restarts; null: nowhere.
+  store_actor store;
+  /// Set when a restarted daemon takes the run back from the store.
+  std::optional<stored_run> restored;
+  std::vector<run_event> restored_events;
 };
 
 struct run_actor_state {
@@ -92,6 +99,15 @@ struct run_actor_state {
   double cpu_pct = 0;
   std::uint64_t rss_bytes = 0;
   int watched_fds[3] = {-1, -1, -1}; // status, shim, main
+  /// Events not yet sent to the store.
+  std::vector<run_event> unsaved_events;
+  /// Something in the record changed since it was last sent to the store.
+  bool dirty = false;
+  /// Output lines read so far, and as of the last save of the metrics.
+  std::uint64_t output_lines = 0;
+  std::uint64_t saved_output_lines = 0;
+  /// When a stop's SIGKILL is due (kept, so a restarted daemon keeps it).
+  std::optional<sys_time> kill_at;
 
   ~run_actor_state();
   /// Stops watching every descriptor of this run in the reactor.

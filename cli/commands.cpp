@@ -4,6 +4,7 @@
 #include "cli/format.hpp"
 #include "cli/http_client.hpp"
 #include "cli/sse.hpp"
+#include "services/run_state.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -242,16 +243,33 @@ int ps(const ps_options& o) {
   auto a = call(c, "GET", "/api/v1/runs" + query);
   if (!a.ok())
     return refused(a, "ps", o.json);
-  if (o.json) {
-    print_json(a);
-    return 0;
-  }
   auto runs = a.body.value("runs", json::array());
-  if (runs.empty()) {
-    std::cout << "no runs\n";
+  // Ended runs are history: shown with --all or when asked for by state.
+  std::size_t hidden = 0;
+  if (!o.all && o.states.empty()) {
+    json active = json::array();
+    for (auto& r : runs) {
+      auto state = parse_run_state(r.value("state", ""));
+      if (state && is_ended(*state))
+        ++hidden;
+      else
+        active.push_back(r);
+    }
+    runs = std::move(active);
+  }
+  if (o.json) {
+    std::cout << json{{"runs", runs}}.dump(2, ' ', false,
+                                           json::error_handler_t::replace)
+              << "\n";
     return 0;
   }
-  std::cout << render_ps(runs);
+  if (runs.empty())
+    std::cout << "no runs\n";
+  else
+    std::cout << render_ps(runs);
+  if (hidden > 0)
+    std::cout << hidden << (hidden == 1 ? " ended run" : " ended runs")
+              << " not shown (corral ps --all)\n";
   return 0;
 }
 
@@ -533,12 +551,10 @@ void add_client_commands(CLI::App& app, int& exit_code) {
     auto o = std::make_shared<ps_options>();
     auto* sub = add_verb<ps_options>(
         app, exit_code, "ps",
-        "List runs (ended runs included: until run history arrives, ps shows "
-        "every run the daemon knows, with or without --all)",
+        "List the runs that have not ended (--all: every run the daemon "
+        "knows, its history included)",
         o, ps);
-    sub->add_flag("--all,-a", o->all,
-                  "show every run, ended ones included (for now the default "
-                  "too)");
+    sub->add_flag("--all,-a", o->all, "show every run, ended ones included");
     sub->add_option("--state", o->states,
                     "only runs in these states (comma-separated or repeated)")
         ->delimiter(',');

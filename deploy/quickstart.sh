@@ -23,4 +23,6 @@ fi
 ./build/corral ps
 echo
 grep -m1 '^dashboard:' "$state_dir/daemon.log" || true
-echo "daemon log: $state_dir/daemon.log; stop it with: kill \$(cat $state_dir/lock)"
+echo "daemon log: $state_dir/daemon.log"
+echo "stop the runs: ./build/corral stop ID...; the daemon: kill \$(cat $state_dir/lock)"
+echo "(a daemon stopped while runs go on leaves them running; the next 'corral serve' takes them back)"

@@ -32,6 +32,10 @@ int main(int argc, char** argv) {
                     "overrides NVML");
   serve->add_flag("--no-auth", flags.no_auth,
                   "Serve the API without a token (loopback only)");
+  serve->add_flag("--stop-runs-on-exit", flags.stop_runs_on_exit,
+                  "On SIGTERM, stop every run (normal stop sequence) before "
+                  "exiting; by default runs go on and the next daemon takes "
+                  "them back");
   serve->callback([&] { exit_code = corral::serve(flags); });
 
   corral::cli::add_client_commands(app, exit_code);

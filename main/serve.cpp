@@ -72,6 +72,8 @@ daemon_config load_config(const serve_flags& flags) {
     cfg.cgroup = *flags.cgroup;
   if (flags.no_auth)
     cfg.no_auth = true;
+  if (flags.stop_runs_on_exit)
+    cfg.stop_runs_on_exit = true;
   if (flags.gpus) {
     auto list = parse_gpu_list(*flags.gpus);
     if (!list)
@@ -247,7 +249,18 @@ int serve(const serve_flags& flags) {
     opts.inventory = inventory.get();
     opts.max_concurrent = cfg.max_concurrent;
     opts.starvation_timeout = cfg.starvation_timeout;
-    daemon_runtime runtime{opts};
+    opts.store_path = cfg.state_dir + "/corral.db";
+    std::unique_ptr<daemon_runtime> started;
+    try {
+      started = std::make_unique<daemon_runtime>(opts);
+    } catch (...) {
+      // A refused store: leave no empty cgroup behind (one that holds
+      // runs' cgroups is busy and stays).
+      if (opts.exec.cgroup_parent)
+        (void)cgroup{*opts.exec.cgroup_parent}.remove();
+      throw;
+    }
+    auto& runtime = *started;
 
     gateway::router_config rc;
     rc.token = token;
@@ -271,15 +284,26 @@ int serve(const serve_flags& flags) {
 
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    // Ordered shutdown: stop accepting, stop the runs, end the actors.
-    spdlog::info("daemon received {}; stopping every run before exit",
-                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    // Ordered shutdown: stop accepting, then either stop the runs or
+    // leave them to the next daemon, save, end the actors.
+    auto signal_name = sig == SIGINT ? "SIGINT" : "SIGTERM";
     server.stop();
-    runtime.stop_all_runs();
+    if (cfg.stop_runs_on_exit) {
+      spdlog::info("daemon received {}; stopping every run before exit "
+                   "(stop_runs_on_exit)",
+                   signal_name);
+      runtime.stop_all_runs();
+    } else {
+      spdlog::info("daemon received {}; the runs go on, and the next "
+                   "'corral serve' on {} takes them back",
+                   signal_name, cfg.state_dir);
+    }
+    runtime.save_all_runs();
     std::error_code ignore;
     fs::remove(cfg.state_dir + "/endpoint", ignore);
-    // Every run's cgroup is gone with its run; the parent goes too.
-    if (opts.exec.cgroup_parent)
+    // With every run ended, their cgroups are gone and the parent goes
+    // too; with runs left running, it stays (rmdir fails while busy).
+    if (opts.exec.cgroup_parent && cfg.stop_runs_on_exit)
       (void)cgroup{*opts.exec.cgroup_parent}.remove();
     spdlog::info("daemon exits");
     return 0;

@@ -16,6 +16,7 @@ struct serve_flags {
   std::optional<std::string> cgroup;
   std::optional<std::string> gpus;
   bool no_auth = false;
+  bool stop_runs_on_exit = false;
 };
 
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit code.

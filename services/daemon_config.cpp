@@ -156,13 +156,7 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
       auto b = boolean();
       if (!b)
         return b.error();
-      if (!*b)
-        return make_error(ec::invalid_spec,
-                          at
-                              + ": false is not supported yet: this version "
-                                "cannot re-adopt runs after a restart, so it "
-                                "stops them when it exits");
-      cfg.stop_runs_on_exit = true;
+      cfg.stop_runs_on_exit = *b;
     } else if (key == "gpus") {
       std::string text;
       if (node.IsSequence()) {

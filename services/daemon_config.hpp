@@ -22,7 +22,7 @@ struct daemon_config {
   /// "auto": a cgroup per run where the v2 hierarchy is writable, else
   /// the signals fallback; "off": always the signals fallback.
   std::string cgroup = "auto";
-  bool stop_runs_on_exit = true;
+  bool stop_runs_on_exit = false;
   /// The configured GPU inventory; nullopt: ask NVML.
   std::optional<std::vector<int>> gpus;
   /// Active runs at once across all experiments; nullopt: unlimited.

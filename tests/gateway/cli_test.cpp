@@ -539,10 +539,21 @@ TEST_CASE("corral ps and show talk to the server", "[cli][verbs]") {
   INFO(r.err);
   REQUIRE(r.code == 0);
   auto lines = lines_of(r.out);
-  REQUIRE(lines.size() == 5); // three runs and the paused-GPUs legend
+  // The two active runs, the paused-GPUs legend, and a word on the ended
+  // one left out.
+  REQUIRE(lines.size() == 5);
   CHECK(lines[1].starts_with("🟢 running"));
   CHECK(lines[1].find("ppo-1") != std::string::npos);
   CHECK(column_of(lines[0], "GPUS") == column_of(lines[1], "0,1"));
+  CHECK(r.out.find("sac-1") == std::string::npos);
+  CHECK(lines[3] == paused_gpus_legend);
+  CHECK(lines[4] == "1 ended run not shown (corral ps --all)");
+
+  r = d.run({"ps", "--all"});
+  REQUIRE(r.code == 0);
+  lines = lines_of(r.out);
+  REQUIRE(lines.size() == 5); // three runs and the paused-GPUs legend
+  CHECK(lines[3].find("sac-1") != std::string::npos);
   CHECK(lines[4] == paused_gpus_legend);
 
   r = d.run({"ps", "--state", "paused,stopped", "--experiment", "sac"});
@@ -553,6 +564,9 @@ TEST_CASE("corral ps and show talk to the server", "[cli][verbs]") {
   CHECK(lines_of(r.out).size() == 2);
 
   r = d.run({"ps", "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(json::parse(r.out)["runs"].size() == 2);
+  r = d.run({"ps", "--json", "--all"});
   REQUIRE(r.code == 0);
   CHECK(json::parse(r.out)["runs"].size() == 3);
 

@@ -128,11 +128,12 @@ TEST_CASE("the CLI submits, lists, pauses, resumes and stops through the API",
   CHECK(nlohmann::json::parse(r.out)["state"] == "running");
   r = run_corral({"stop", "--wait", "cli-run"}, env);
   CHECK(r.exit_code == 0);
-  CHECK(run_corral({"ps"}, env).out.find("🔴") != std::string::npos);
+  CHECK(run_corral({"ps"}, env).out.find("🔴") == std::string::npos);
+  CHECK(run_corral({"ps", "--all"}, env).out.find("🔴") != std::string::npos);
   r = run_corral({"stop", "cli-run"}, env);
   CHECK(r.exit_code == 1);
   // The CLI finds the token in the state dir by itself.
-  r = run_corral({"ps", "--state-dir", d.state_dir()});
+  r = run_corral({"ps", "--all", "--state-dir", d.state_dir()});
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("cli-run") != std::string::npos);
   check_tree_gone(t);

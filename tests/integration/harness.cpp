@@ -49,7 +49,7 @@ namespace {
 
 pid_t spawn(const std::vector<std::string>& args,
             const std::vector<std::string>& extra_env, const std::string& out,
-            const std::string& err) {
+            const std::string& err, bool append = false) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e)
     env_strings.emplace_back(*e);
@@ -66,10 +66,9 @@ pid_t spawn(const std::vector<std::string>& args,
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int mode = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), mode, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), mode, 0644);
   pid_t pid = -1;
   int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
@@ -87,19 +86,65 @@ std::string slurp(const std::string& path) {
 
 } // namespace
 
-test_daemon::test_daemon(std::vector<std::string> extra) {
-  std::vector<std::string> args{CORRAL_BINARY, "serve",       "--listen",
-                                "127.0.0.1:0", "--state-dir", state_.path()};
+test_daemon::test_daemon(std::vector<std::string> extra)
+    : own_state_(std::in_place) {
+  state_path_ = own_state_->path();
+  // A test's daemon takes its runs with it when it ends, so no test leaves
+  // processes behind; the persistence tests start theirs otherwise.
+  std::vector<std::string> args{
+      CORRAL_BINARY, "serve",     "--listen",           "127.0.0.1:0",
+      "--state-dir", state_path_, "--stop-runs-on-exit"};
   args.insert(args.end(), extra.begin(), extra.end());
-  pid_ = spawn(args, {}, state_ / "daemon.out", state_ / "daemon.err");
-  auto endpoint = state_ / "endpoint";
-  if (!wait_until([&] { return fs::exists(endpoint); }, 20s))
+  start(args, false);
+}
+
+test_daemon::test_daemon(const std::string& state_dir,
+                         std::vector<std::string> extra, bool stop_runs_on_exit)
+    : state_path_(state_dir) {
+  std::vector<std::string> args{CORRAL_BINARY, "serve",       "--listen",
+                                "127.0.0.1:0", "--state-dir", state_path_};
+  if (stop_runs_on_exit)
+    args.emplace_back("--stop-runs-on-exit");
+  args.insert(args.end(), extra.begin(), extra.end());
+  // A daemon that was SIGKILLed left its endpoint file: the new one's
+  // address is known once it wrote its own.
+  std::error_code ignored;
+  fs::remove(in_state("endpoint"), ignored);
+  {
+    std::ofstream log{in_state("daemon.err"), std::ios::app};
+    std::string line = "=== test harness: corral serve";
+    for (std::size_t i = 1; i < args.size(); ++i)
+      line += " " + args[i];
+    log << line << " ===\n";
+  }
+  start(args, true);
+}
+
+std::string test_daemon::in_state(const std::string& name) const {
+  return state_path_ + "/" + name;
+}
+
+void test_daemon::start(const std::vector<std::string>& args, bool append_log) {
+  pid_ = spawn(args, {}, in_state("daemon.out"), in_state("daemon.err"),
+               append_log);
+  auto endpoint = in_state("endpoint");
+  if (!wait_until(
+          [&] {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+              pid_ = -1; // exited: no endpoint is coming
+              return true;
+            }
+            return fs::exists(endpoint);
+          },
+          20s)
+      || pid_ < 0)
     throw std::runtime_error("daemon did not start: " + log());
   url_ = slurp(endpoint);
   while (!url_.empty() && std::isspace(static_cast<unsigned char>(url_.back())))
     url_.pop_back();
-  if (fs::exists(state_ / "token")) {
-    token_ = slurp(state_ / "token");
+  if (fs::exists(in_state("token"))) {
+    token_ = slurp(in_state("token"));
     while (!token_.empty()
            && std::isspace(static_cast<unsigned char>(token_.back())))
       token_.pop_back();
@@ -107,7 +152,7 @@ test_daemon::test_daemon(std::vector<std::string> extra) {
 }
 
 std::string test_daemon::log() const {
-  return slurp(state_ / "daemon.err");
+  return slurp(in_state("daemon.err"));
 }
 
 int test_daemon::terminate(std::chrono::seconds limit) {
@@ -126,6 +171,15 @@ int test_daemon::terminate(std::chrono::seconds limit) {
   }
   pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void test_daemon::kill9() {
+  if (pid_ < 0)
+    return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
 }
 
 test_daemon::~test_daemon() {
@@ -152,7 +206,7 @@ nlohmann::json test_daemon::run(const std::string& id) {
 }
 
 std::string test_daemon::stdout_of(const std::string& id) const {
-  return slurp(state_ / ("runs/" + id + "/stdout.log"));
+  return slurp(in_state("runs/" + id + "/stdout.log"));
 }
 
 reply test_daemon::submit(const std::string& yaml,
@@ -171,6 +225,29 @@ command_result run_corral(const std::vector<std::string>& args,
   ::waitpid(pid, &status, 0);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out / "out"),
           slurp(out / "err")};
+}
+
+bounded_result run_corral_bounded(const std::vector<std::string>& args,
+                                  std::chrono::milliseconds limit) {
+  temp_dir out;
+  std::vector<std::string> argv{CORRAL_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto begun = std::chrono::steady_clock::now();
+  auto pid = spawn(argv, {}, out / "out", out / "err");
+  int status = 0;
+  bounded_result r;
+  if (!wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; },
+                  limit)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    r.timed_out = true;
+  }
+  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - begun);
+  r.exit_code = !r.timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out / "out");
+  r.err = slurp(out / "err");
+  return r;
 }
 
 std::optional<int> trainer_dir::pid(const std::string& role) const {

@@ -27,6 +27,13 @@ class test_daemon {
 public:
   /// Extra flags go after the defaults (e.g. "--cgroup", "off").
   explicit test_daemon(std::vector<std::string> extra = {});
+  /// A daemon on a state dir the caller owns (and keeps: it is not
+  /// removed), e.g. one a previous daemon left behind, whose runs this one
+  /// takes back. `stop_runs_on_exit`: pass --stop-runs-on-exit. The
+  /// daemon's stderr is appended to <state_dir>/daemon.err, after a line
+  /// that marks each start.
+  test_daemon(const std::string& state_dir, std::vector<std::string> extra,
+              bool stop_runs_on_exit);
   /// SIGTERM (the daemon stops its runs), bounded wait, then SIGKILL.
   ~test_daemon();
   test_daemon(const test_daemon&) = delete;
@@ -44,16 +51,25 @@ public:
   reply submit(const std::string& yaml, const std::string& base_dir = "/tmp");
   /// Sends SIGTERM and waits for the exit code.
   int terminate(std::chrono::seconds limit = 60s);
+  /// SIGKILLs the daemon (nothing of it runs afterwards: no save, no
+  /// shutdown) and reaps it. Its runs, in their own sessions, go on.
+  void kill9();
+  /// False once terminate() or kill9() ended the daemon.
+  bool running() const { return pid_ > 0; }
 
   const std::string& url() const { return url_; }
   const std::string& token() const { return token_; }
-  const std::string& state_dir() const { return state_.path(); }
+  const std::string& state_dir() const { return state_path_; }
   int pid() const { return pid_; }
   /// What the daemon printed to stderr so far.
   std::string log() const;
 
 private:
-  temp_dir state_;
+  void start(const std::vector<std::string>& args, bool append_log);
+  std::string in_state(const std::string& name) const;
+
+  std::optional<temp_dir> own_state_; // when the daemon made its own
+  std::string state_path_;
   int pid_ = -1;
   std::string url_;
   std::string token_;
@@ -98,6 +114,14 @@ struct command_result {
 };
 command_result run_corral(const std::vector<std::string>& args,
                           const std::vector<std::string>& env = {});
+/// The same, SIGKILLed if it runs longer than `limit` (then exit_code is
+/// -1 and `timed_out` is set).
+struct bounded_result : command_result {
+  bool timed_out = false;
+  std::chrono::milliseconds took{0};
+};
+bounded_result run_corral_bounded(const std::vector<std::string>& args,
+                                  std::chrono::milliseconds limit);
 
 /// Polls pred every few ms until it holds or `limit` passes.
 bool wait_until(const std::function<bool()>& pred,

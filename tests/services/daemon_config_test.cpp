@@ -63,7 +63,7 @@ TEST_CASE("config errors name the file, key, line and column") {
   r = apply_config_file(aut, "max_concurrent: 0\n", "c.yaml");
   REQUIRE_FALSE(r);
 
-  r = apply_config_file(aut, "stop_runs_on_exit: false\n", "c.yaml");
+  r = apply_config_file(aut, "stop_runs_on_exit: maybe\n", "c.yaml");
   REQUIRE_FALSE(r);
   r = apply_config_file(aut, "cgroup: maybe\n", "c.yaml");
   REQUIRE_FALSE(r);
@@ -130,4 +130,13 @@ TEST_CASE("log_rotate sets the size and count of a run's log files") {
         "expected a size");
   fails("log_rotate: {size: 1000}\n", "c.yaml: log_rotate.size",
         "too small; use at least 64K");
+}
+
+TEST_CASE("stop_runs_on_exit is off unless configured") {
+  auto aut = default_daemon_config();
+  CHECK_FALSE(aut.stop_runs_on_exit);
+  REQUIRE(apply_config_file(aut, "stop_runs_on_exit: true\n", "c.yaml"));
+  CHECK(aut.stop_runs_on_exit);
+  REQUIRE(apply_config_file(aut, "stop_runs_on_exit: false\n", "c.yaml"));
+  CHECK_FALSE(aut.stop_runs_on_exit);
 }

@@ -84,7 +84,7 @@ export class Daemon {
     fs.mkdirSync(this.workDir, { recursive: true });
     const out = fs.openSync(this.logPath, 'a');
     this.child = spawn(this.binary,
-      ['serve', '--listen', '127.0.0.1:0', '--state-dir', this.stateDir,
+      ['serve', '--listen', '127.0.0.1:0', '--state-dir', this.stateDir, '--stop-runs-on-exit',
         // e.g. '--cgroup off' to test the SIGSTOP fallback
         ...(process.env.CORRAL_E2E_DAEMON_ARGS || '').split(/\s+/).filter(Boolean)],
       { cwd: this.workDir, stdio: ['ignore', out, out] });
