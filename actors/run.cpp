@@ -173,6 +173,11 @@ store_batch take_batch(self_ptr self) {
     b.metrics.push_back({st.cfg.id, st.output->save()});
     st.saved_output_lines = st.output_lines;
   }
+  if (st.files && st.artifacts_dirty) {
+    b.artifacts.push_back(
+        {st.cfg.id, artifacts_to_record(st.files->current())});
+    st.artifacts_dirty = false;
+  }
   for (auto& e : st.unsaved_events)
     b.events.push_back({st.cfg.id, e.seq, event_to_record(e)});
   st.unsaved_events.clear();
@@ -246,7 +251,10 @@ void rescan_artifacts(self_ptr self) {
   st.files_pending->store(false);
   if (!st.files || !st.files->enabled())
     return;
-  for (auto& [a, is_new] : st.files->rescan())
+  auto changes = st.files->rescan();
+  if (!changes.empty())
+    st.artifacts_dirty = true;
+  for (auto& [a, is_new] : changes)
     record(self, "artifact", "run",
            (is_new ? "new " : "") + a.kind + " " + a.name
                + (is_new ? "" : " rewritten") + " (" + format_size(a.size)
@@ -595,8 +603,10 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
     return;
   }
   st.exec = std::move(*launched);
-  if (st.view.attempt == 1)
+  if (st.view.attempt == 1) {
     st.files->rescan(); // what exists already is not news
+    st.artifacts_dirty = true;
+  }
   spdlog::info("run/{} starts {} (attempt {}, pause via {})", st.cfg.id,
                spec.command.front(), st.view.attempt, st.exec->mechanism());
   watch_run(self);
@@ -713,6 +723,7 @@ void adopt_active(self_ptr self, std::unique_ptr<local_executor> exec,
   if (st.cfg.spec.max_runtime && now_state != run_state::stopping)
     self->send(self, atom::deadline::value, std::string{"runtime"},
                st.attempt_generation);
+  rescan_artifacts(self);
   persist(self);
 }
 
@@ -732,7 +743,16 @@ void restore(self_ptr self) {
   if (!stop.at("reason").is_null())
     st.stop_reason = stop.at("reason").get<std::string>();
   st.stop_grace = milliseconds{stop.value("grace_ms", std::int64_t{0})};
-  st.files->rescan(); // what exists now is not news
+  // What the previous daemon saw is the baseline: files written since (a
+  // checkpoint saved while no daemon ran) are news at the first rescan.
+  std::optional<std::vector<artifact>> known;
+  if (!st.cfg.restored->artifacts.is_null())
+    if (auto r = artifacts_from_record(st.cfg.restored->artifacts))
+      known = std::move(*r);
+  if (known)
+    st.files->seed(std::move(*known));
+  else
+    st.files->rescan();
   auto s = st.view.state;
   if (is_ended(s)) {
     st.final = true;
@@ -777,6 +797,7 @@ void restore(self_ptr self) {
   record(self, "daemon", "restart",
          std::string{"the daemon restarted; the run had ended meanwhile"}
              + (facts.recorded ? "" : " without an exit record"));
+  rescan_artifacts(self);
   finish_ending(self, facts, true);
 }
 

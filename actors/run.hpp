@@ -103,6 +103,8 @@ struct run_actor_state {
   std::vector<run_event> unsaved_events;
   /// Something in the record changed since it was last sent to the store.
   bool dirty = false;
+  /// The artifact list changed since it was last sent to the store.
+  bool artifacts_dirty = false;
   /// Output lines read so far, and as of the last save of the metrics.
   std::uint64_t output_lines = 0;
   std::uint64_t saved_output_lines = 0;

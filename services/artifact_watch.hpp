@@ -33,6 +33,13 @@ public:
   /// before the run started are not news.
   std::vector<artifact_change> rescan();
   const std::vector<artifact>& current() const { return current_; }
+  /// Takes `known` (what a previous daemon saw, from the store) as the
+  /// baseline: the next rescan reports what changed since, such as a
+  /// checkpoint written while no daemon ran.
+  void seed(std::vector<artifact> known) {
+    current_ = std::move(known);
+    scanned_ = true;
+  }
 
 private:
   std::string cwd_;

@@ -125,4 +125,40 @@ result<run_event> event_from_record(const json& j) {
   }
 }
 
+json artifacts_to_record(const std::vector<artifact>& files) {
+  json out = json::array();
+  for (auto& a : files)
+    out.push_back(
+        {{"kind", a.kind},
+         {"name", a.name},
+         {"path", a.path},
+         {"size", a.size},
+         {"mtime_ns", std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          a.mtime.time_since_epoch())
+                          .count()}});
+  return out;
+}
+
+result<std::vector<artifact>> artifacts_from_record(const json& j) {
+  try {
+    std::vector<artifact> out;
+    for (auto& e : j) {
+      artifact a;
+      e.at("kind").get_to(a.kind);
+      e.at("name").get_to(a.name);
+      e.at("path").get_to(a.path);
+      e.at("size").get_to(a.size);
+      a.mtime = std::chrono::system_clock::time_point{
+          std::chrono::duration_cast<std::chrono::system_clock::duration>(
+              std::chrono::nanoseconds{e.at("mtime_ns").get<std::int64_t>()})};
+      out.push_back(std::move(a));
+    }
+    return out;
+  } catch (const json::exception& e) {
+    return make_error(ec::internal, std::string{"stored artifact list is "
+                                                "unreadable: "}
+                                        + e.what());
+  }
+}
+
 } // namespace corral

@@ -494,7 +494,11 @@ TEST_CASE("a SIGKILLed daemon's running, paused and stopping runs are taken "
 
   daemon_lives e;
   e.start();
-  auto a = e.submit(counter_yaml("a"));
+  // Checkpoints go to a directory of this test's own (runs' cwd is shared).
+  temp_dir ckpt_dir;
+  auto a = e.submit(counter_yaml("a", {},
+                                 "    artifacts: {checkpoints: \""
+                                     + ckpt_dir.path() + "/*.pt\"}\n"));
   auto b = e.submit(counter_yaml("b"));
   auto c = e.submit(
       counter_yaml("c", {"--ignore-term"}, "    stop: {grace: 60s}\n"));
@@ -540,6 +544,8 @@ TEST_CASE("a SIGKILLed daemon's running, paused and stopping runs are taken "
   }
   CHECK_FALSE(alive(pid_of(before[d])));
   CHECK(count_prefix(e.file_stdout(a), "step ") > a_lines_at_kill);
+  // A checkpoint written while no daemon watches is news to the next one.
+  std::ofstream{ckpt_dir.path() + "/while-down.pt"} << "weights";
   INFO("the daemon was down for " << ms_since(killed_at) << " ms");
 
   e.start();
@@ -556,6 +562,18 @@ TEST_CASE("a SIGKILLed daemon's running, paused and stopping runs are taken "
   CHECK(listed[d]["exit_code"] == 7);
   CHECK(listed[d]["reason"] == "exit");
   CHECK(listed[d]["signal"].is_null());
+  {
+    bool announced = poll([&] {
+      for (auto& ev : e.events(a))
+        if (ev["type"] == "artifact"
+            && ev["data"]["path"] == ckpt_dir.path() + "/while-down.pt"
+            && ev["data"]["change"] == "new")
+          return true;
+      return false;
+    });
+    INFO("events of " << a << ": " << e.events(a).dump());
+    CHECK(announced);
+  }
   for (auto& id : {a, b, c}) {
     auto run = e.get(id);
     INFO("run " << id << " before: " << before[id].dump()

@@ -193,6 +193,32 @@ TEST_CASE("artifact watch names the directories to watch and reports news",
   CHECK_FALSE(news[0].is_new);
 }
 
+TEST_CASE("a seeded artifact watch reports what changed while no daemon ran",
+          "[run_output][artifacts]") {
+  temp_dir dir;
+  artifacts_spec spec;
+  spec.checkpoints = "ckpt/*.pt";
+  std::filesystem::create_directories(dir / "ckpt");
+  append(dir / "ckpt/a.pt", "x");
+  append(dir / "ckpt/b.pt", "y");
+  artifact_watch before(dir.path(), spec);
+  before.rescan();
+  auto known = before.current();
+
+  // The daemon is gone; the trainer writes c.pt and rewrites b.pt.
+  append(dir / "ckpt/c.pt", "z");
+  append(dir / "ckpt/b.pt", "yy");
+  artifact_watch aut(dir.path(), spec);
+  aut.seed(known);
+  auto news = aut.rescan();
+  REQUIRE(news.size() == 2);
+  CHECK(news[0].file.name == "ckpt/b.pt");
+  CHECK_FALSE(news[0].is_new);
+  CHECK(news[1].file.name == "ckpt/c.pt");
+  CHECK(news[1].is_new);
+  CHECK(aut.rescan().empty());
+}
+
 TEST_CASE("an event log numbers events and keeps the newest",
           "[run_output][events]") {
   event_log aut(3);

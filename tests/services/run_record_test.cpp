@@ -112,3 +112,21 @@ TEST_CASE("a run view and its events survive the store", "[record]") {
   CHECK(to_json(*eb) == to_json(e));
   CHECK_FALSE(event_from_record(nlohmann::json{{"seq", 1}}));
 }
+
+TEST_CASE("an artifact list survives the store to the nanosecond", "[record]") {
+  artifact a;
+  a.kind = "checkpoint";
+  a.name = "ckpt/model_100.zip";
+  a.path = "/w/ckpt/model_100.zip";
+  a.size = 123456789012;
+  a.mtime = std::chrono::system_clock::time_point{
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds{1795890578123456789})};
+  auto back = artifacts_from_record(
+      nlohmann::json::parse(artifacts_to_record({a}).dump()));
+  REQUIRE(back);
+  REQUIRE(back->size() == 1);
+  CHECK(back->front() == a);
+  CHECK(artifacts_from_record(nlohmann::json::array())->empty());
+  CHECK_FALSE(artifacts_from_record(nlohmann::json::parse(R"([{"kind": 1}])")));
+}
