@@ -855,9 +855,16 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
   }
   st.output = std::move(*output);
   st.files = std::make_unique<artifact_watch>(spec.cwd, spec.artifacts);
-  if (st.cfg.restored)
-    restore(self);
-  else
+  if (st.cfg.restored) {
+    try {
+      restore(self);
+    } catch (const nlohmann::json::exception& e) {
+      // A record this build cannot read (the registry checked its view and
+      // specs): shown as stored, with the reason in the log.
+      spdlog::error("run/{} cannot be taken back from the store: {}", st.cfg.id,
+                    e.what());
+    }
+  } else
     record(self, "state", "submitted",
            st.cfg.restart_of ? "restart of " + *st.cfg.restart_of + " queued"
                              : "queued",
