@@ -291,13 +291,13 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [=](atom::flush) -> caf::result<ok_result> {
         auto& st = self->state;
         auto rp = self->make_response_promise<ok_result>();
-        auto left = std::make_shared<std::size_t>(st.runs.size() + 1);
+        std::vector<std::string> ids;
+        for (auto& [id, hdl] : st.runs)
+          ids.push_back(id);
         auto store = st.cfg.store;
-        // Each run sends its record to the store before it answers, so
-        // the store's flush comes after every record.
-        auto one_done = [=]() mutable {
-          if (--*left > 0)
-            return;
+        // Every run's record first, then what else is pending (the
+        // daemon-wide events).
+        after_saved(self, ids, [=]() mutable {
           if (!store) {
             rp.deliver(ok_result{ok_t{}});
             return;
@@ -309,12 +309,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                           make_error(ec::internal, "the store did not confirm: "
                                                        + caf::to_string(err))});
                     });
-        };
-        for (auto& [id, hdl] : st.runs)
-          self->request(hdl, caf::infinite, atom::persist::value)
-              .then([=](ok_result&) mutable { one_done(); },
-                    [=](caf::error&) mutable { one_done(); });
-        one_done();
+        });
         return rp;
       },
       [=](atom::submit, std::vector<run_spec> specs,
