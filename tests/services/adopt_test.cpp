@@ -43,8 +43,8 @@ constexpr const char* trainer_py = R"(import os, signal, sys, time
 code = int(sys.argv[1])
 signal.signal(signal.SIGTERM, lambda *_: os._exit(7))
 if os.fork() == 0:
-    stubborn = len(sys.argv) > 2
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if stubborn else signal.SIG_DFL)
+    ignores_term = len(sys.argv) > 2
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if ignores_term else signal.SIG_DFL)
     while True:
         time.sleep(0.05)
 i = 0
@@ -165,23 +165,25 @@ struct fixture {
     }
   }
 
-  run_spec spec(int exit_code = -1, bool stubborn = false) const {
+  run_spec spec(int exit_code = -1, bool ignores_term = false) const {
     run_spec s;
     s.command = {"python3", dir / "trainer.py", std::to_string(exit_code)};
-    if (stubborn)
-      s.command.push_back("stubborn");
+    if (ignores_term)
+      s.command.push_back("ignores_term");
     s.cwd = dir.path();
     s.base_env
         = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"LANG", "C.UTF-8"}};
-    // A stubborn child holds the shim in its grace until the test ends it.
-    s.stop.grace = stubborn ? 30s : 2s;
+    // A ignores_term child holds the shim in its grace until the test ends it.
+    s.stop.grace = ignores_term ? 30s : 2s;
     return s;
   }
 
   /// Launches a run and waits for its report and its forked child.
-  std::unique_ptr<local_executor>
-  launch(const std::string& run_id, int exit_code = -1, bool stubborn = false) {
-    auto exec = local_executor::launch(cfg, run_id, spec(exit_code, stubborn));
+  std::unique_ptr<local_executor> launch(const std::string& run_id,
+                                         int exit_code = -1,
+                                         bool ignores_term = false) {
+    auto exec
+        = local_executor::launch(cfg, run_id, spec(exit_code, ignores_term));
     REQUIRE(exec);
     auto& e = *exec;
     REQUIRE(readable(e->status_fd()));
@@ -366,7 +368,7 @@ TEST_CASE("a run whose main process exited is adopted while its shim "
   CHECK(aut.main_pid() == id.main_pid);
   CHECK(aut.identity() == id);
   CHECK_FALSE(aut.signal_main(SIGTERM));
-  // The stubborn child, in its grace.
+  // The ignores_term child, in its grace.
   CHECK(eventually([&] { return aut.process_count() == 1; }));
   CHECK_FALSE(readable(aut.shim_fd(), 0ms));
 

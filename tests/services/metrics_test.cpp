@@ -1,5 +1,6 @@
 #include "services/metrics.hpp"
 
+#include "tests/services/metrics_fixture.hpp"
 #include "tests/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -11,16 +12,9 @@
 #include <sstream>
 
 using namespace corral;
+using corral::test::metrics_fixture;
 
 namespace {
-
-std::string fixture(const std::string& name) {
-  std::ifstream in{CORRAL_FIXTURES_DIR "/metrics/" + name, std::ios::binary};
-  REQUIRE(in);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
@@ -53,7 +47,7 @@ std::vector<metric_record> feed_all(metrics_parser& aut,
 std::vector<metric_record> parse_fixture(const std::string& format,
                                          const std::string& name) {
   auto aut = parser_for(format);
-  return feed_all(*aut, lines_of(fixture(name)));
+  return feed_all(*aut, lines_of(metrics_fixture(name)));
 }
 
 /// The one record a single line gives, or an empty one.
@@ -361,7 +355,8 @@ TEST_CASE("regex groups that hold numbers become metrics", "[metrics]") {
 TEST_CASE("regex reads the last state of a tqdm line", "[metrics]") {
   auto aut = parser_for(progress_spec{
       "regex", "step", {}, "", R"((?<step>\d+)/(?<total>\d+) \[)"});
-  auto records = feed_all(*aut, lines_of(fixture("tqdm_carriage_returns.txt")));
+  auto records
+      = feed_all(*aut, lines_of(metrics_fixture("tqdm_carriage_returns.txt")));
   REQUIRE(records.size() == 1);
   CHECK(records[0] == metric_record{{"step", 3}, {"total", 3}});
 }
@@ -418,7 +413,7 @@ TEST_CASE("every parser survives garbage", "[metrics]") {
 TEST_CASE("csv follower reads sb3's progress.csv skipping empty cells",
           "[metrics]") {
   test::temp_dir dir;
-  dir.write("progress.csv", fixture("sb3_progress.csv"));
+  dir.write("progress.csv", metrics_fixture("sb3_progress.csv"));
   csv_follower aut{dir / "progress.csv"};
   auto records = aut.poll();
   REQUIRE(records.size() == 3);

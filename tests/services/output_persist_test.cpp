@@ -5,6 +5,7 @@
 #include "services/metrics.hpp"
 #include "services/run_output.hpp"
 
+#include "tests/services/metrics_fixture.hpp"
 #include "tests/temp_dir.hpp"
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <catch2/catch.hpp>
 
 using namespace corral;
+using corral::test::metrics_fixture;
 using corral::test::temp_dir;
 using nlohmann::json;
 
@@ -22,14 +24,6 @@ namespace {
 
 constexpr double nan_v = std::numeric_limits<double>::quiet_NaN();
 constexpr double inf_v = std::numeric_limits<double>::infinity();
-
-std::string fixture(const std::string& name) {
-  std::ifstream in{CORRAL_FIXTURES_DIR "/metrics/" + name, std::ios::binary};
-  REQUIRE(in);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 /// The lines of `text`, each with its newline.
 std::vector<std::string> lines_of(const std::string& text) {
@@ -280,7 +274,7 @@ TEST_CASE("a daemon restarted after every line reads an sb3 log as if it "
   temp_dir dir;
   shim_logs logs{dir.path()};
   auto spec = sb3_spec();
-  auto lines = lines_of(fixture("sb3_ppo_cartpole.txt"));
+  auto lines = lines_of(metrics_fixture("sb3_ppo_cartpole.txt"));
   auto ref = make_output(dir.path(), spec); // never stops
   auto aut = make_output(dir.path(), spec);
   bool saved_mid_table = false;
@@ -396,7 +390,7 @@ TEST_CASE("a csv progress file resumes after the rows already read",
   spec.file = "progress.csv";
   spec.counter = "time/total_timesteps";
   spec.total = 10000;
-  auto csv = lines_of(fixture("sb3_progress.csv"));
+  auto csv = lines_of(metrics_fixture("sb3_progress.csv"));
   REQUIRE(csv.size() == 4);
   auto ref = make_output(dir.path(), spec);
   auto aut = make_output(dir.path(), spec);
