@@ -774,6 +774,10 @@ void restore(self_ptr self) {
   std::optional<executor_identity> identity;
   if (!rec.at("exec").is_null())
     identity = executor_identity::from_json(rec.at("exec"));
+  else
+    // Killed between starting the shim and saving who it was: the tree in
+    // the run's cgroup names it.
+    identity = local_executor::find_identity(st.cfg.exec, st.cfg.id);
   adoption found;
   if (identity) {
     auto r = local_executor::adopt(st.cfg.exec, st.cfg.id, *identity);
@@ -793,7 +797,10 @@ void restore(self_ptr self) {
   // printed meanwhile is read before it is classified.
   st.running_since = steady_clock::now();
   st.output->follow();
-  auto facts = found.ended.value_or(exit_facts{});
+  auto facts = found.ended ? *found.ended
+               : identity
+                   ? exit_facts{}
+                   : local_executor::recorded_exit(st.cfg.exec, st.cfg.id);
   record(self, "daemon", "restart",
          std::string{"the daemon restarted; the run had ended meanwhile"}
              + (facts.recorded ? "" : " without an exit record"));

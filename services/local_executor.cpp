@@ -325,6 +325,42 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   return self;
 }
 
+std::optional<executor_identity>
+local_executor::find_identity(const executor_config& cfg,
+                              const std::string& run_id) {
+  if (!cfg.cgroup_parent)
+    return std::nullopt;
+  auto path = *cfg.cgroup_parent + "/" + run_id;
+  auto cg = cgroup::open_existing(path);
+  if (!cg)
+    return std::nullopt;
+  auto pids = cg->procs();
+  if (!pids)
+    return std::nullopt;
+  for (int pid : *pids) {
+    auto main = read_proc_stat(pid);
+    if (!main
+        || std::find(pids->begin(), pids->end(), main->ppid) != pids->end())
+      continue;
+    auto shim = read_proc_stat(main->ppid);
+    if (!shim || main->ppid <= 1)
+      continue;
+    executor_identity id;
+    id.shim_pid = main->ppid;
+    id.shim_starttime = shim->starttime;
+    id.main_pid = pid;
+    id.main_starttime = main->starttime;
+    id.cgroup = path;
+    return id;
+  }
+  return std::nullopt;
+}
+
+exit_facts local_executor::recorded_exit(const executor_config& cfg,
+                                         const std::string& run_id) {
+  return facts_from_record(cfg.runs_dir + "/" + run_id);
+}
+
 result<adoption> local_executor::adopt(const executor_config& cfg,
                                        const std::string& run_id,
                                        const executor_identity& id) {

@@ -92,6 +92,15 @@ public:
   static result<adoption> adopt(const executor_config& cfg,
                                 const std::string& run_id,
                                 const executor_identity& id);
+  /// The identity of a run whose launch no record names (the daemon died
+  /// between starting the shim and saving who it was): the main process is
+  /// the member of the run's cgroup whose parent is outside it, and that
+  /// parent is the shim. nullopt without a cgroup or a live tree in it.
+  static std::optional<executor_identity>
+  find_identity(const executor_config& cfg, const std::string& run_id);
+  /// How the run ended by its exit record (`recorded` false without one).
+  static exit_facts recorded_exit(const executor_config& cfg,
+                                  const std::string& run_id);
   ~local_executor();
 
   /// What a later daemon needs to adopt this run (main_* are 0 until the

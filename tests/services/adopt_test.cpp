@@ -327,6 +327,42 @@ TEST_CASE("adopt finds the main process among the shim's children when the "
   guard.reap();
 }
 
+TEST_CASE("a run that no record names is found by the tree in its cgroup",
+          "[adopt][integration]") {
+  fixture f{true};
+  if (!f.cfg.cgroup_parent) {
+    WARN("no writable cgroup v2 hierarchy here; the case is skipped");
+    return;
+  }
+  // The daemon died between starting the shim and saving who it was.
+  auto exec = f.launch("unnamed");
+  shim_guard guard{exec->identity().shim_pid};
+  auto real = exec->identity();
+  exec.reset();
+
+  auto found = local_executor::find_identity(f.cfg, "unnamed");
+  REQUIRE(found);
+  CHECK(*found == real);
+  CHECK_FALSE(local_executor::find_identity(f.cfg, "nobody"));
+  CHECK_FALSE(local_executor::find_identity(fixture{false}.cfg, "unnamed"));
+
+  auto adopted = local_executor::adopt(f.cfg, "unnamed", *found);
+  REQUIRE(adopted);
+  REQUIRE(adopted->exec);
+  auto& aut = *adopted->exec;
+  aut.kill_tree();
+  REQUIRE(readable(aut.shim_fd()));
+  CHECK(aut.collect_exit().recorded);
+  aut.cleanup();
+  guard.reap();
+  // Over: no tree to find, and the exit record says how it ended.
+  CHECK_FALSE(local_executor::find_identity(f.cfg, "unnamed"));
+  auto facts = local_executor::recorded_exit(f.cfg, "unnamed");
+  CHECK(facts.recorded);
+  CHECK(facts.signaled);
+  CHECK_FALSE(local_executor::recorded_exit(f.cfg, "nobody").recorded);
+}
+
 TEST_CASE("a run that ended while no daemon watched is adopted as ended "
           "with its exit code",
           "[adopt][integration]") {
