@@ -1,6 +1,6 @@
 #pragma once
-/// Recorded trainer output (tests/fixtures/metrics/), for the tests of the
-/// metric parsers and of the run output that feeds them.
+/// Trainer output for the tests of the metric parsers and of the run
+/// output that feeds them: recorded (tests/fixtures/metrics/) or made up.
 
 #include <fstream>
 #include <sstream>
@@ -17,6 +17,21 @@ inline std::string metrics_fixture(const std::string& name) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+/// Appends `text` to the file at `path` (created if missing).
+inline void append(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::app | std::ios::binary) << text;
+}
+
+/// A minimal Stable-Baselines3 table with one counter.
+inline std::string sb3_table(int steps) {
+  return "-----------------------------\n"
+         "| time/              |      |\n"
+         "|    total_timesteps | "
+         + std::to_string(steps)
+         + " |\n"
+           "-----------------------------\n";
 }
 
 } // namespace corral::test

@@ -16,7 +16,9 @@
 #include <catch2/catch.hpp>
 
 using namespace corral;
+using corral::test::append;
 using corral::test::metrics_fixture;
+using corral::test::sb3_table;
 using corral::test::temp_dir;
 using nlohmann::json;
 
@@ -32,10 +34,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   for (std::string line; std::getline(in, line);)
     out.push_back(line + "\n");
   return out;
-}
-
-void append(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::app | std::ios::binary) << text;
 }
 
 std::chrono::system_clock::time_point at_ms(std::int64_t ms) {
@@ -63,15 +61,6 @@ struct shim_logs {
     ms += 250;
   }
 };
-
-std::string sb3_table(int steps) {
-  return "-----------------------------\n"
-         "| time/              |      |\n"
-         "|    total_timesteps | "
-         + std::to_string(steps)
-         + " |\n"
-           "-----------------------------\n";
-}
 
 progress_spec sb3_spec() {
   progress_spec p;

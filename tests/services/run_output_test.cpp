@@ -4,6 +4,7 @@
 #include "services/event_log.hpp"
 #include "services/run_output.hpp"
 
+#include "tests/services/metrics_fixture.hpp"
 #include "tests/temp_dir.hpp"
 
 #include <sys/stat.h>
@@ -14,24 +15,9 @@
 #include <catch2/catch.hpp>
 
 using namespace corral;
+using corral::test::append;
+using corral::test::sb3_table;
 using corral::test::temp_dir;
-
-namespace {
-
-void append(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::app | std::ios::binary) << text;
-}
-
-std::string sb3_table(int steps) {
-  return "-----------------------------\n"
-         "| time/              |      |\n"
-         "|    total_timesteps | "
-         + std::to_string(steps)
-         + " |\n"
-           "-----------------------------\n";
-}
-
-} // namespace
 
 TEST_CASE("run output feeds each stream's lines to its own parser",
           "[run_output]") {
