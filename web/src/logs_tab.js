@@ -77,6 +77,8 @@ export function LogsTab({ run, events }) {
 
   const onScroll = () => {
     const b = box.current;
+    // A scroll queued as the tab closes arrives after the box is gone.
+    if (!b) return;
     const atBottom = b.scrollHeight - b.scrollTop - b.clientHeight < 24;
     if (atBottom !== stickRef.current) {
       stickRef.current = atBottom;
@@ -88,7 +90,7 @@ export function LogsTab({ run, events }) {
     stickRef.current = true;
     setStick(true);
     setUnseen(0);
-    box.current.scrollTop = box.current.scrollHeight;
+    if (box.current) box.current.scrollTop = box.current.scrollHeight;
   };
   const toggle = (s) => setShow({ ...show, [s]: !show[s] });
 
