@@ -46,6 +46,16 @@ bool reactor::watch(int fd, std::uint32_t events, fd_handler handler) {
   return true;
 }
 
+bool reactor::rearm(int fd, std::uint32_t events) {
+  std::lock_guard guard{mtx_};
+  if (!fds_.contains(fd))
+    return false;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
+}
+
 void reactor::unwatch(int fd) {
   std::lock_guard guard{mtx_};
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);

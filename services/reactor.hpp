@@ -31,6 +31,10 @@ public:
   /// must unwatch() before closing it.
   bool watch(int fd, std::uint32_t events, fd_handler handler);
   void unwatch(int fd);
+  /// Arms a watch made with EPOLLONESHOT again, once its handler's
+  /// receiver has read what was ready (a level-triggered watch would call
+  /// the handler again and again until then, flooding the receiver).
+  bool rearm(int fd, std::uint32_t events);
 
   /// Watches a file or directory with the one shared inotify instance
   /// (IN_MODIFY by default); several subscribers may watch one path.
