@@ -1,6 +1,7 @@
 #include "main/serve.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -282,8 +283,13 @@ int serve(const serve_flags& flags) {
               << (token.empty() ? "" : "#token=" + token) << "\n"
               << std::flush;
 
+    // While waiting for a signal, give freed heap back to the kernel every
+    // few seconds: a burst (a thousand runs started, a big listing) leaves
+    // glibc's arenas holding pages nothing uses any more.
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    const timespec trim_every{5, 0};
+    while ((sig = sigtimedwait(&stop_signals, nullptr, &trim_every)) < 0)
+      ::malloc_trim(0);
     // Ordered shutdown: stop accepting, then either stop the runs or
     // leave them to the next daemon, save, end the actors.
     auto signal_name = sig == SIGINT ? "SIGINT" : "SIGTERM";

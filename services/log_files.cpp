@@ -122,7 +122,7 @@ class line_cutter {
 public:
   /// A line as on disk (without its newline) and the offset past it.
   struct raw_line {
-    std::string_view bytes; // valid until the next feed()
+    std::string_view bytes; // valid until the next read_from()
     std::uint64_t begin = 0;
     std::uint64_t end = 0;
   };
@@ -136,16 +136,25 @@ public:
     start_ = at;
   }
 
-  void feed(std::string_view bytes) {
-    // Dropping consumed bytes in bulk keeps cutting linear.
-    if (head_ > 0 && head_ >= buf_.size() / 2) {
-      buf_.erase(0, head_);
+  /// Reads up to `max` bytes of `fd` at `offset` straight into the buffer
+  /// (no copy in between); what pread returned.
+  ssize_t read_from(int fd, std::uint64_t offset, std::size_t max) {
+    compact();
+    auto old = buf_.size();
+    buf_.resize(old + max);
+    auto n = ::pread(fd, buf_.data() + old, max, static_cast<off_t>(offset));
+    buf_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+    return n;
+  }
+
+  /// Gives the buffer's memory back when every byte has been handed out:
+  /// a thousand idle runs then hold no read buffers.
+  void shed() {
+    if (head_ == buf_.size() && buf_.capacity() > 4096) {
       start_ += head_;
-      // A line just taken leaves scanned_ at its newline, before head_.
-      scanned_ = scanned_ > head_ ? scanned_ - head_ : 0;
-      head_ = 0;
+      std::string{}.swap(buf_);
+      head_ = scanned_ = 0;
     }
-    buf_.append(bytes);
   }
 
   /// The next complete line; with `final`, what is left counts as one.
@@ -208,6 +217,17 @@ private:
                   start_ + head_ + len + newline};
     head_ += len + newline;
     return line;
+  }
+
+  // Dropping consumed bytes in bulk keeps cutting linear.
+  void compact() {
+    if (head_ > 0 && head_ >= buf_.size() / 2) {
+      buf_.erase(0, head_);
+      start_ += head_;
+      // A line just taken leaves scanned_ at its newline, before head_.
+      scanned_ = scanned_ > head_ ? scanned_ - head_ : 0;
+      head_ = 0;
+    }
   }
 
   std::string buf_;
@@ -385,12 +405,9 @@ private:
       cutter_.reset(read_pos_);
     }
     auto want = std::min<std::uint64_t>(read_chunk, seg->end() - read_pos_);
-    buf_.resize(want);
-    auto n = ::pread(seg->data.get(), buf_.data(), want,
-                     static_cast<off_t>(read_pos_ - seg->base));
+    auto n = cutter_.read_from(seg->data.get(), read_pos_ - seg->base, want);
     if (n <= 0)
       return false;
-    cutter_.feed({buf_.data(), static_cast<std::size_t>(n)});
     read_pos_ += static_cast<std::uint64_t>(n);
     return true;
   }
@@ -412,7 +429,6 @@ private:
   log_stream which_;
   line_cutter cutter_;
   std::uint64_t read_pos_ = 0;
-  std::string buf_;
 };
 
 /// The streams' lines in the order the shim read them: by time, stdout
@@ -530,6 +546,7 @@ public:
       if (!move_on())
         break;
     }
+    cutter_.shed();
     while (final && ready_.size() < want) {
       auto raw = cutter_.next(true);
       if (!raw)
@@ -611,12 +628,10 @@ private:
   }
 
   bool read_some() {
-    buf_.resize(read_chunk);
-    auto n = ::pread(seg_->seg.data.get(), buf_.data(), buf_.size(),
-                     static_cast<off_t>(read_pos_ - seg_->seg.base));
+    auto n = cutter_.read_from(seg_->seg.data.get(), read_pos_ - seg_->seg.base,
+                               read_chunk);
     if (n <= 0)
       return false;
-    cutter_.feed({buf_.data(), static_cast<std::size_t>(n)});
     read_pos_ += static_cast<std::uint64_t>(n);
     // After the data: the records of everything just read are in.
     seg_->times.refresh();
@@ -644,7 +659,6 @@ private:
   std::uint64_t read_pos_ = 0;
   std::uint64_t handed_ = 0;
   std::deque<log_line> ready_;
-  std::string buf_;
 };
 
 } // namespace
