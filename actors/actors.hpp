@@ -86,6 +86,7 @@ using files = caf::atom_constant<caf::atom("files")>;
 using node = caf::atom_constant<caf::atom("node")>;
 using persist = caf::atom_constant<caf::atom("persist")>;
 using flush = caf::atom_constant<caf::atom("flush")>;
+using beat = caf::atom_constant<caf::atom("beat")>;
 } // namespace atom
 
 /// The state store (SQLite): commits the changes the actors send, off
@@ -189,6 +190,9 @@ using registry_actor = caf::typed_actor<
     /// A run's restart backoff is over: queue it again.
     caf::reacts_to<atom::requeue, std::string>,
     /// Time to look at the queue again (a starvation deadline passed).
-    caf::reacts_to<atom::tick>>;
+    caf::reacts_to<atom::tick>,
+    /// Once a second: every run that has not ended takes a look at its
+    /// processes (one timer for all runs, not one per run).
+    caf::reacts_to<atom::beat>>;
 
 } // namespace corral

@@ -109,6 +109,14 @@ void schedule(self_ptr self) {
   }
 }
 
+// On the interval's boundaries, so the runs' looks come in one burst.
+void beat_later(self_ptr self) {
+  auto every = self->state.cfg.observe_interval;
+  auto now = std::chrono::duration_cast<millis>(
+      std::chrono::steady_clock::now().time_since_epoch());
+  self->delayed_send(self, every - now % every, atom::beat::value);
+}
+
 void maybe_finish_shutdown(self_ptr self) {
   auto& st = self->state;
   if (st.shutdown_waiters.empty())
@@ -287,6 +295,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
   });
   restore_runs(self);
   schedule(self);
+  beat_later(self);
   return {
       [=](atom::flush) -> caf::result<ok_result> {
         auto& st = self->state;
@@ -608,6 +617,13 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [=](atom::tick) {
         self->state.tick_at.reset();
         schedule(self);
+      },
+      [=](atom::beat) {
+        auto& st = self->state;
+        for (auto& [id, hdl] : st.runs)
+          if (!st.ended.contains(id))
+            self->send(hdl, atom::tick::value);
+        beat_later(self);
       },
   };
 }

@@ -23,6 +23,8 @@ struct registry_config {
   gpu_inventory* inventory = nullptr;
   std::optional<int> max_concurrent;
   millis starvation_timeout = std::chrono::minutes{10};
+  /// How often every active run looks at its processes (observe ticks).
+  millis observe_interval = std::chrono::seconds{1};
   /// Where runs and events are kept across restarts; null: nowhere.
   store_actor store;
   /// What the store held at start: every run (creation order), each run's

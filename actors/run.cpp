@@ -415,7 +415,10 @@ void finish_pause(self_ptr self) {
 
 // Reconciles the state with what the kernel says; the only place a run
 // becomes paused or running without a request.
-void observe(self_ptr self) {
+// `cgroup_changed`: cgroup.events changed (inotify). A freeze from outside
+// shows there, so the once-a-second look at a running run reads only its
+// main process's state.
+void observe(self_ptr self, bool cgroup_changed) {
   auto& st = self->state;
   if (!st.exec)
     return;
@@ -428,7 +431,7 @@ void observe(self_ptr self) {
     if (st.exec->main_stopped())
       change_state(self, run_state::paused, "external",
                    "main process was stopped from outside (e.g. SIGSTOP)");
-    else if (st.exec->uses_cgroup() && st.exec->frozen())
+    else if (cgroup_changed && st.exec->uses_cgroup() && st.exec->frozen())
       change_state(self, run_state::paused, "external",
                    "the run's cgroup was frozen from outside");
   } else if (s == run_state::paused) {
@@ -443,6 +446,28 @@ void observe(self_ptr self) {
                    "the run was resumed from outside (e.g. SIGCONT)");
     }
   }
+}
+
+// The tree's CPU and RSS for summaries. A tree that used no CPU since the
+// last look has not changed either: one cgroup read instead of a /proc
+// walk per process (a thousand quiet runs cost next to nothing).
+void refresh_resources(self_ptr self) {
+  auto& st = self->state;
+  auto usage = st.exec->cpu_usage_usec();
+  if (usage && usage == st.tree_cpu_usec && st.ticks - st.resources_tick < 30) {
+    st.cpu_pct = 0;
+    return;
+  }
+  st.tree_cpu_usec = usage;
+  st.resources_tick = st.ticks;
+  st.cpu_pct = 0;
+  st.rss_bytes = 0;
+  auto tree = st.exec->processes();
+  for (auto& p : tree) {
+    st.cpu_pct += p.cpu_pct;
+    st.rss_bytes += p.rss_bytes;
+  }
+  st.gpu_memory = gpu_memory_of(st.cfg.inventory, tree);
 }
 
 // The run's processes are gone: how they ended decides the state, and the
@@ -553,14 +578,17 @@ void on_report(self_ptr self) {
       self->delayed_send(self, *limit, atom::deadline::value,
                          std::string{"runtime"}, st.attempt_generation);
   }
-  // A closed pipe stays readable: stop watching it, or the reactor spins.
+  // A closed pipe stays readable: stop watching it. An open one is armed
+  // again now that what was ready has been read (the watch is one-shot).
   if (st.exec->status_closed())
     unwatch_fd(self, 0);
+  else if (st.watched_fds[0] >= 0)
+    st.cfg.events->rearm(st.watched_fds[0], EPOLLIN | EPOLLONESHOT);
 }
 
 void watch_run(self_ptr self);
 
-// Starts an attempt on the given GPUs: shim, watches, observation ticks.
+// Starts an attempt on the given GPUs: shim and watches.
 void launch(self_ptr self, const std::vector<int>& gpus) {
   auto& st = self->state;
   auto& spec = st.cfg.spec;
@@ -616,8 +644,8 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
 }
 
 // Watches what the run's executor exposes: its output, artifact
-// directories, status pipe, shim, main process and cgroup, and starts the
-// observation ticks.
+// directories, status pipe, shim, main process and cgroup, and takes part
+// in the registry's observation ticks from now on.
 void watch_run(self_ptr self) {
   auto& st = self->state;
   st.view.pause_mechanism = st.exec->mechanism();
@@ -634,7 +662,7 @@ void watch_run(self_ptr self) {
         IN_MODIFY | IN_CREATE | IN_MOVED_TO);
   }
   watch_artifact_dirs(self);
-  watch_fd<atom::report>(self, 0, st.exec->status_fd(), EPOLLIN);
+  watch_fd<atom::report>(self, 0, st.exec->status_fd(), EPOLLIN | EPOLLONESHOT);
   watch_fd<atom::shim_exit>(self, 1, st.exec->shim_fd(),
                             EPOLLIN | EPOLLONESHOT);
   if (auto path = st.exec->events_path(); !path.empty()) {
@@ -642,7 +670,7 @@ void watch_run(self_ptr self) {
     st.events_watch = st.cfg.events->watch_path(
         path, [hdl] { caf::anon_send(hdl, atom::cg_event::value); });
   }
-  self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
+  st.observing = true;
 }
 
 // Ends a run that never started (stopped while queued or in backoff).
@@ -876,7 +904,34 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
            st.cfg.restart_of ? "restart of " + *st.cfg.restart_of + " queued"
                              : "queued",
            {{"from", nullptr}, {"to", "queued"}, {"attempt", 1}});
+  // The most frequent message first: CAF tries the handlers in order.
   return {
+      [=](atom::tick) {
+        // From the registry, once a second.
+        auto& st = self->state;
+        if (!st.observing || is_ended(st.view.state))
+          return;
+        ++st.ticks;
+        // One look at the kernel per tick, taking turns: the main process's
+        // state (a SIGSTOP from outside), then the tree's CPU and RSS. A
+        // paused run is looked at every tick, to see a resume from outside.
+        if (st.ticks % 2 == 1 || st.view.state == run_state::paused)
+          observe(self, false);
+        if (st.exec && st.ticks % 2 == 0)
+          refresh_resources(self);
+        st.output->poll_csv(active_now(self));
+        // What changed since the last tick goes to the store.
+        if (st.dirty || st.output_lines != st.saved_output_lines
+            || st.cfg.spec.progress.format == "csv") {
+          if (st.cfg.spec.progress.format == "csv")
+            ++st.output_lines; // rows come from the file, not the log
+          persist(self);
+        }
+        // inotify sees the pattern's own directory; deeper ones and
+        // directories made later are found by this slower rescan.
+        if (st.ticks % 5 == 0)
+          rescan_artifacts(self);
+      },
       [=](atom::persist) -> caf::result<ok_result> {
         auto rp = self->make_response_promise<ok_result>();
         persist_now(self, [rp]() mutable { rp.deliver(ok_result{ok_t{}}); });
@@ -1044,38 +1099,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
               self, run_state::stopping, "exit",
               "main process exited; stopping what is left of its tree");
       },
-      [=](atom::cg_event) { observe(self); },
-      [=](atom::tick) {
-        auto& st = self->state;
-        if (is_ended(st.view.state))
-          return;
-        observe(self);
-        st.output->poll_csv(active_now(self));
-        // About once a second: what changed since goes to the store.
-        if (st.ticks % 4 == 3
-            && (st.dirty || st.output_lines != st.saved_output_lines
-                || st.cfg.spec.progress.format == "csv")) {
-          if (st.cfg.spec.progress.format == "csv")
-            ++st.output_lines; // rows come from the file, not the log
-          persist(self);
-        }
-        // inotify sees the pattern's own directory; deeper ones and
-        // directories made later are found by this slower rescan.
-        if (st.ticks % 20 == 19)
-          rescan_artifacts(self);
-        // Every few ticks, refresh the tree's CPU and RSS for summaries.
-        if (st.exec && ++st.ticks % 8 == 0) {
-          st.cpu_pct = 0;
-          st.rss_bytes = 0;
-          auto tree = st.exec->processes();
-          for (auto& p : tree) {
-            st.cpu_pct += p.cpu_pct;
-            st.rss_bytes += p.rss_bytes;
-          }
-          st.gpu_memory = gpu_memory_of(st.cfg.inventory, tree);
-        }
-        self->delayed_send(self, st.cfg.observe_interval, atom::tick::value);
-      },
+      [=](atom::cg_event) { observe(self, true); },
       [=](atom::deadline, std::string kind, std::uint64_t gen) {
         auto& st = self->state;
         if (kind == "pause" || kind == "pause_poll") {

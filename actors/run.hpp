@@ -30,7 +30,6 @@ struct run_config {
   /// For the GPU memory of the run's processes; null without NVML.
   gpu_inventory* inventory = nullptr;
   millis pause_timeout = std::chrono::seconds{10};
-  millis observe_interval = std::chrono::milliseconds{250};
   registry_actor registry; // told when the run ends
   /// Creation order, as the registry numbered it (kept in the store).
   std::int64_t seq = 0;
@@ -94,7 +93,10 @@ struct run_actor_state {
   std::uint64_t attempt_generation = 0; // ties max_runtime timers to an attempt
   double attempt_active_base = 0;       // active seconds before this attempt
   std::optional<std::uint64_t> gpu_memory; // latest sample, for summaries
-  unsigned ticks = 0;                      // observation ticks so far
+  bool observing = false;      // ticks count once an attempt's watches are up
+  unsigned ticks = 0;          // observation ticks so far
+  unsigned resources_tick = 0; // when cpu_pct/rss_bytes were read
+  std::optional<std::uint64_t> tree_cpu_usec; // the cgroup's, at that time
   /// Tree totals from the latest resource sample, for summaries.
   double cpu_pct = 0;
   std::uint64_t rss_bytes = 0;

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
+#include <string_view>
 
 #include "services/pidfd.hpp"
 #include "services/proc.hpp"
@@ -111,6 +113,24 @@ result<cgroup_events> cgroup::events() const {
       ev.frozen = value != 0;
   }
   return ev;
+}
+
+unique_fd cgroup::open_cpu_stat() const {
+  return unique_fd{::open((path_ + "/cpu.stat").c_str(), O_RDONLY | O_CLOEXEC)};
+}
+
+std::optional<std::uint64_t> read_cpu_usage_usec(int cpu_stat_fd) {
+  char buf[512];
+  auto n = ::pread(cpu_stat_fd, buf, sizeof buf, 0);
+  constexpr std::string_view key = "usage_usec ";
+  std::string_view text{buf, n > 0 ? static_cast<std::size_t>(n) : 0};
+  if (!text.starts_with(key))
+    return std::nullopt;
+  std::uint64_t v = 0;
+  if (std::from_chars(text.data() + key.size(), text.data() + text.size(), v).ec
+      != std::errc{})
+    return std::nullopt;
+  return v;
 }
 
 status cgroup::kill() const {

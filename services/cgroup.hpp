@@ -4,7 +4,9 @@
 /// process group is still in the cgroup it was born into.
 
 #include "services/result.hpp"
+#include "services/unique_fd.hpp"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +52,8 @@ public:
   status kill() const;
   /// Signals every member through pinned pidfds.
   void signal_all(int sig) const;
+  /// cpu.stat, opened for repeated reads with read_cpu_usage_usec.
+  unique_fd open_cpu_stat() const;
   /// The pids in cgroup.procs.
   result<std::vector<int>> procs() const;
   /// Removes the (empty) directory.
@@ -58,5 +62,10 @@ public:
 private:
   std::string path_;
 };
+
+/// usage_usec from an open cpu.stat (there without the cpu controller):
+/// the CPU time of every process that ever ran in the cgroup, so one pread
+/// says whether a tree did anything since the last look.
+std::optional<std::uint64_t> read_cpu_usage_usec(int cpu_stat_fd);
 
 } // namespace corral

@@ -34,6 +34,22 @@ using namespace std::chrono_literals;
 /// daemon starting up should not hang on one.
 constexpr auto leftover_exit_wait = 2s;
 
+/// /proc/<pid>/stat opened for repeated reads, once it is checked to be
+/// that process (the pid could have been reused before the open).
+unique_fd open_stat_of(int pid, std::uint64_t starttime) {
+  unique_fd fd{::open(("/proc/" + std::to_string(pid) + "/stat").c_str(),
+                      O_RDONLY | O_CLOEXEC)};
+  if (!fd)
+    return {};
+  char buf[1024];
+  auto n = ::pread(fd.get(), buf, sizeof buf, 0);
+  auto st = n > 0 ? parse_proc_stat({buf, static_cast<std::size_t>(n)})
+                  : std::nullopt;
+  if (!st || st->starttime != starttime)
+    return {};
+  return fd;
+}
+
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -439,8 +455,10 @@ result<adoption> local_executor::adopt(const executor_config& cfg,
     self->main_start_ = main_start;
     // A main process that exited already (the shim is finishing) is not
     // held (a zombie's pidfd reads as exited): the shim's exit follows.
-    if (auto fd = pidfd::open(main_pid, main_start); fd && !fd->exited())
+    if (auto fd = pidfd::open(main_pid, main_start); fd && !fd->exited()) {
       self->main_ = std::move(*fd);
+      self->main_stat_ = open_stat_of(main_pid, main_start);
+    }
   }
   if (cgroup_gone)
     out.message += (out.message.empty() ? "" : "; ") + std::string{"cgroup "}
@@ -506,6 +524,7 @@ status local_executor::adopt_main(int pid, std::uint64_t starttime) {
   if (!fd)
     return fd.error();
   main_ = std::move(*fd);
+  main_stat_ = open_stat_of(pid, starttime);
   main_pid_ = pid;
   main_start_ = starttime;
   return ok;
@@ -589,9 +608,21 @@ void local_executor::continue_stopped() {
   }
 }
 
+std::optional<std::uint64_t> local_executor::cpu_usage_usec() {
+  if (!cgroup_)
+    return std::nullopt;
+  if (!cpu_stat_)
+    cpu_stat_ = cgroup_->open_cpu_stat();
+  return cpu_stat_ ? read_cpu_usage_usec(cpu_stat_.get()) : std::nullopt;
+}
+
 bool local_executor::main_stopped() const {
   if (!main_)
     return false;
+  if (main_stat_) {
+    auto state = read_proc_state(main_stat_.get());
+    return state && (*state == 'T' || *state == 't');
+  }
   auto st = read_proc_stat(main_.pid());
   return st && st->starttime == main_start_
          && (st->state == 'T' || st->state == 't');
@@ -714,6 +745,7 @@ exit_facts local_executor::collect_exit() {
 }
 
 void local_executor::cleanup() {
+  cpu_stat_.reset();
   if (cgroup_)
     (void)cgroup_->remove();
 }

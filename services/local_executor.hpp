@@ -141,6 +141,8 @@ public:
   /// True once every process of the tree is frozen (cgroup.events says
   /// frozen 1) or, in the fallback, shows state T.
   bool frozen() const;
+  /// The tree's CPU time from its cgroup; nullopt without one.
+  std::optional<std::uint64_t> cpu_usage_usec();
   /// Thaws the cgroup and continues the main process if a signal stopped
   /// it. In the fallback every process is continued here; with a cgroup,
   /// call continue_stopped() next for the rest of the tree.
@@ -184,6 +186,8 @@ private:
   std::uint64_t shim_start_ = 0;
   bool shim_is_child_ = true;
   pidfd main_;
+  unique_fd main_stat_; // /proc/<main>/stat, kept open for main_stopped()
+  unique_fd cpu_stat_;  // the cgroup's cpu.stat, for cpu_usage_usec()
   int main_pid_ = 0;
   std::uint64_t main_start_ = 0;
   struct cpu_sample {

@@ -24,6 +24,10 @@ struct proc_stat {
 
 /// nullopt when the process is gone.
 std::optional<proc_stat> read_proc_stat(int pid);
+/// The state letter from an open /proc/<pid>/stat: one pread, no path walk
+/// (the run actor looks at its main process this way every second). The
+/// read fails once the process is reaped, even if its pid is reused.
+std::optional<char> read_proc_state(int stat_fd);
 /// Parses the text of a stat file (comm may contain spaces and parens).
 std::optional<proc_stat> parse_proc_stat(const std::string& text);
 /// argv joined by spaces, or "[comm]" for kernel threads and zombies.

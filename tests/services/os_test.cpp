@@ -223,3 +223,75 @@ TEST_CASE("a cgroup freezes, reports it, thaws and kills its members",
   CHECK(eventually([&] { return !cg->events()->populated; }));
   CHECK(cg->remove());
 }
+
+TEST_CASE("a kept-open stat file tells stopped from running and fails once "
+          "the process is reaped",
+          "[integration]") {
+  auto pid = spawn_sleeper();
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(),
+                  O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  CHECK(eventually([&] { return read_proc_state(fd) == 'S'; }));
+  ::kill(pid, SIGSTOP);
+  CHECK(eventually([&] { return read_proc_state(fd) == 'T'; }));
+  ::kill(pid, SIGCONT);
+  CHECK(eventually([&] { return read_proc_state(fd) == 'S'; }));
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  // The pid may be reused now; the open file still means the old process.
+  CHECK_FALSE(read_proc_state(fd));
+  ::close(fd);
+}
+
+TEST_CASE("a one-shot watch calls once until it is armed again",
+          "[integration]") {
+  reactor aut;
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
+  std::atomic<int> calls{0};
+  constexpr std::uint32_t in_once = 0x001 | (1u << 30); // EPOLLONESHOT
+  // Does not read: a level-triggered watch would call again and again.
+  REQUIRE(aut.watch(fds[0], in_once, [&](std::uint32_t) { ++calls; }));
+  REQUIRE(::write(fds[1], "x", 1) == 1);
+  CHECK(eventually([&] { return calls.load() == 1; }));
+  std::this_thread::sleep_for(50ms);
+  CHECK(calls.load() == 1);
+  REQUIRE(aut.rearm(fds[0], in_once));
+  CHECK(eventually([&] { return calls.load() == 2; }));
+  aut.unwatch(fds[0]);
+  CHECK_FALSE(aut.rearm(fds[0], in_once));
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_CASE("a cgroup's cpu.stat counts the CPU its members used",
+          "[integration]") {
+  auto mount = find_cgroup2_mount();
+  if (!mount || ::access((*mount + "/cgroup.procs").c_str(), W_OK) != 0) {
+    WARN("no writable cgroup v2 hierarchy here; skipped");
+    return;
+  }
+  auto cg = cgroup::create(*mount + "/corral-test-cpu-"
+                           + std::to_string(::getpid()));
+  REQUIRE(cg);
+  auto stat = cg->open_cpu_stat();
+  REQUIRE(stat);
+  auto before = read_cpu_usage_usec(stat.get());
+  REQUIRE(before);
+  CHECK(*before == 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Joins the cgroup, then spins for ~50 ms of CPU.
+    std::ofstream{cg->path() + "/cgroup.procs"} << ::getpid();
+    auto end = std::chrono::steady_clock::now() + 50ms;
+    while (std::chrono::steady_clock::now() < end) {
+    }
+    ::_exit(0);
+  }
+  ::waitpid(pid, nullptr, 0);
+  auto after = read_cpu_usage_usec(stat.get());
+  REQUIRE(after);
+  CHECK(*after >= 10000);
+  stat.reset();
+  CHECK(cg->remove());
+}
