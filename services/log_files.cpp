@@ -768,12 +768,15 @@ std::vector<log_line> log_tailer::poll(std::size_t limit, bool final) {
     lines.push_back(std::move(from.front()));
     from.pop_front();
   }
+  // Only the newest `keep` lines are remembered: under a flood, copying
+  // every line of the batch only to drop it again would cost a copy each.
   auto& recent = impl_->recent;
-  for (auto& line : lines) {
-    recent.push_back(line);
-    if (recent.size() > impl_->keep)
-      recent.pop_front();
-  }
+  auto keep = impl_->keep;
+  auto first = lines.size() > keep ? lines.size() - keep : 0;
+  for (auto i = first; i < lines.size(); ++i)
+    recent.push_back(lines[i]);
+  while (recent.size() > keep)
+    recent.pop_front();
   return lines;
 }
 

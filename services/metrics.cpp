@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <regex>
@@ -83,18 +85,38 @@ std::size_t escape_length(std::string_view s, std::size_t i) {
 std::string strip_controls(std::string_view s) {
   std::string out;
   out.reserve(s.size());
+  // Plain runs are copied whole: most lines hold no control at all, and
+  // the daemon parses every line a trainer prints.
+  auto is_control
+      = [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; };
+  std::size_t plain = 0;
   for (std::size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c == 0x1b) {
-      i += escape_length(s, i);
-      continue;
+    // Eight bytes at a time while none is below 0x20 or 0x7f (SWAR).
+    constexpr std::uint64_t ones = 0x0101010101010101ULL;
+    constexpr std::uint64_t highs = 0x8080808080808080ULL;
+    while (i + 8 <= s.size()) {
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      auto below_space = (w - 0x20 * ones) & ~w & highs;
+      auto del = w ^ (0x7f * ones);
+      auto is_del = (del - ones) & ~del & highs;
+      if ((below_space | is_del) != 0)
+        break;
+      i += 8;
     }
-    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+    if (i >= s.size())
+      break;
+    auto c = static_cast<unsigned char>(s[i]);
+    if (!is_control(c)) {
       ++i;
       continue;
     }
-    out += s[i++];
+    out.append(s.data() + plain, i - plain);
+    i += c == 0x1b ? escape_length(s, i) : 1;
+    plain = i;
   }
+  if (plain < s.size())
+    out.append(s.data() + plain, s.size() - plain);
   return out;
 }
 

@@ -322,6 +322,21 @@ TEST_CASE("kv takes no numbers from ordinary prose", "[metrics]") {
   CHECK(records[0] == metric_record{{"step", 500}});
 }
 
+TEST_CASE("controls are dropped wherever they fall in the line", "[metrics]") {
+  // Long plain stretches (checked eight bytes at a time) with a colour,
+  // a DEL, a bell and a run of controls at and around eight-byte
+  // boundaries.
+  CHECK(parse_line("kv", "step=1234567 loss_value=\x1b[31m0.25\x1b[0m "
+                         "learning_rate=\x7f"
+                         "0.001\a epoch=3")
+        == metric_record{{"step", 1234567},
+                         {"loss_value", 0.25},
+                         {"learning_rate", 0.001},
+                         {"epoch", 3}});
+  CHECK(parse_line("kv", "pad_pad=1 \x01\x02\x03\x04\x05\x06\x07\x08 x=2")
+        == metric_record{{"pad_pad", 1}, {"x", 2}});
+}
+
 TEST_CASE("kv reads the last redraw without colours", "[metrics]") {
   CHECK(parse_line("kv", "loss=1\rloss=2\r\x1b[31mloss=3\x1b[0m")
         == metric_record{{"loss", 3}});
