@@ -5,6 +5,8 @@
 
 #include <csignal>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "services/pidfd.hpp"
 #include "services/proc.hpp"
@@ -58,11 +60,12 @@ int leftovers::signal_new(int sig) {
 
 namespace {
 
-/// sig, then SIGCONT (as systemd does): a stopped process acts on the stop
-/// signal now instead of sleeping through the grace period into SIGKILL.
-void send_with_cont(const pidfd& fd, int sig) {
+/// sig, then SIGCONT to a stopped process (as systemd does): it acts on
+/// the stop signal now instead of sleeping through the grace period into
+/// SIGKILL. `state`: its /proc state letter.
+void send_with_cont(const pidfd& fd, int sig, char state) {
   (void)fd.send_signal(sig);
-  if (sig != SIGKILL && sig != SIGCONT)
+  if (sig != SIGKILL && sig != SIGCONT && (state == 'T' || state == 't'))
     (void)fd.send_signal(SIGCONT);
 }
 
@@ -76,16 +79,25 @@ int leftovers::signal_pass(int sig) {
     auto pids = cg_->procs();
     if (!pids)
       return 0;
-    for (auto pid : *pids) {
-      // Pin first, then check: the pid read from cgroup.procs may have
-      // been recycled by a process outside the run since.
-      auto fd = pidfd::open(pid);
-      if (!fd || proc_cgroup2_path(pid) != cg_rel_)
+    // Pin every pid first, then read the member list again: a pid read
+    // from cgroup.procs may have been recycled by a process outside the
+    // run before it was pinned, and a pinned outsider is not listed in
+    // the second read (one read for the tree instead of one per process).
+    std::vector<std::pair<int, pidfd>> pinned;
+    for (auto pid : *pids)
+      if (auto fd = pidfd::open(pid))
+        pinned.emplace_back(pid, std::move(*fd));
+    auto again = cg_->procs();
+    if (!again)
+      return 0;
+    std::unordered_set<int> members(again->begin(), again->end());
+    for (auto& [pid, fd] : pinned) {
+      if (!members.count(pid))
         continue;
       auto st = read_proc_stat(pid);
       if (!st || !signalled_.insert({pid, st->starttime}).second)
         continue;
-      send_with_cont(*fd, sig);
+      send_with_cont(fd, sig, st->state);
       ++found;
     }
     return found;
@@ -104,7 +116,7 @@ int leftovers::signal_pass(int sig) {
     if (!signalled_.insert({pid, st->starttime}).second)
       continue;
     if (auto fd = pidfd::open(pid, st->starttime))
-      send_with_cont(*fd, sig);
+      send_with_cont(*fd, sig, st->state);
     ++found;
   }
   return found;
