@@ -17,8 +17,11 @@ namespace {
 // the answer to the gateway's callback: no I/O thread waits on an actor.
 class actor_backend final : public api_backend {
 public:
-  actor_backend(caf::actor_system& sys, registry_actor reg)
-      : sys_(sys), registry_(std::move(reg)) {}
+  actor_backend(caf::actor_system& sys, registry_actor reg,
+                listing_cache& listings)
+      : sys_(sys), registry_(std::move(reg)), listings_(listings) {}
+
+  listing_cache* listings() override { return &listings_; }
 
   void submit(std::vector<run_spec> runs, bool dry_run,
               reply<std::vector<run_view>> done) override {
@@ -91,6 +94,7 @@ private:
 
   caf::actor_system& sys_;
   registry_actor registry_;
+  listing_cache& listings_;
 };
 
 } // namespace
@@ -98,6 +102,9 @@ private:
 struct daemon_runtime::impl {
   caf::actor_system_config cfg;
   std::unique_ptr<reactor> events = std::make_unique<reactor>();
+  /// Answers of GET /api/v1/runs kept while no run changed, for at most a
+  /// second (progress and resources change without events).
+  listing_cache listings{std::chrono::seconds{1}};
   std::unique_ptr<caf::actor_system> sys;
   registry_actor registry;
   store_actor store;
@@ -131,6 +138,7 @@ daemon_runtime::daemon_runtime(runtime_options opts)
   registry_config rc;
   rc.exec = opts.exec;
   rc.events = impl_->events.get();
+  rc.listings = &impl_->listings;
   rc.pause_timeout = opts.pause_timeout;
   rc.inventory = opts.inventory;
   rc.max_concurrent = opts.max_concurrent;
@@ -156,8 +164,8 @@ daemon_runtime::daemon_runtime(runtime_options opts)
     rc.store = impl_->store;
   }
   impl_->registry = impl_->sys->spawn(registry, std::move(rc));
-  impl_->backend
-      = std::make_unique<actor_backend>(*impl_->sys, impl_->registry);
+  impl_->backend = std::make_unique<actor_backend>(*impl_->sys, impl_->registry,
+                                                   impl_->listings);
 }
 
 daemon_runtime::~daemon_runtime() {

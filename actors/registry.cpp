@@ -161,6 +161,7 @@ void create_run(self_ptr self, const std::string& id, run_spec tmpl,
   rc.restart_of = std::move(restart_of);
   rc.exec = st.cfg.exec;
   rc.events = st.cfg.events;
+  rc.listings = st.cfg.listings;
   rc.pause_timeout = st.cfg.pause_timeout;
   rc.inventory = st.cfg.inventory;
   rc.registry = caf::actor_cast<registry_actor>(self);
@@ -543,6 +544,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                     return;
                   }
                   auto& st = self->state;
+                  if (st.cfg.listings)
+                    st.cfg.listings->changed();
                   st.runs.erase(id);
                   st.requests.erase(id);
                   st.templates.erase(id);

@@ -18,6 +18,8 @@ namespace corral {
 struct registry_config {
   executor_config exec;
   reactor* events = nullptr;
+  /// Kept answers of GET /api/v1/runs (outlives every actor); null: none.
+  listing_cache* listings = nullptr;
   millis pause_timeout = std::chrono::seconds{10};
   /// The node's GPUs; outlives every actor. Null: no GPUs.
   gpu_inventory* inventory = nullptr;

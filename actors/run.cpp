@@ -130,6 +130,10 @@ void record(self_ptr self, std::string type, std::string cause,
   e.cause = std::move(cause);
   e.message = std::move(message);
   e.data = std::move(data);
+  // Before any answer this event belongs to is sent: a client that acts
+  // and then lists sees what it did.
+  if (st.cfg.listings)
+    st.cfg.listings->changed();
   auto& kept = st.history.push(std::move(e));
   st.unsaved_events.push_back(kept);
   st.dirty = true;

@@ -4,6 +4,7 @@
 #include "actors/actors.hpp"
 #include "services/artifact_watch.hpp"
 #include "services/event_log.hpp"
+#include "services/listing_cache.hpp"
 #include "services/reactor.hpp"
 #include "services/run_output.hpp"
 
@@ -27,6 +28,9 @@ struct run_config {
   std::optional<std::string> restart_of;
   executor_config exec;
   reactor* events = nullptr; // outlives every actor
+  /// Told of every event, so no cached listing outlives a change; null:
+  /// nothing is cached. Outlives every actor.
+  listing_cache* listings = nullptr;
   /// For the GPU memory of the run's processes; null without NVML.
   gpu_inventory* inventory = nullptr;
   millis pause_timeout = std::chrono::seconds{10};

@@ -123,6 +123,15 @@ public:
     finish(json_response(status, body, version_, keep_alive_, headers));
   }
 
+  /// Answers with JSON serialized already (a cached listing).
+  void raw_json_reply(http::status status, std::string body) {
+    response res{status, version_};
+    res.set(http::field::content_type, "application/json");
+    res.body() = std::move(body);
+    res.keep_alive(keep_alive_);
+    finish(std::move(res));
+  }
+
   void no_content() {
     response res{http::status::no_content, version_};
     res.keep_alive(keep_alive_);
@@ -683,13 +692,29 @@ void handle_list(const parsed_target& t, api_backend& backend,
         filter.states.push_back(*state);
     }
   }
-  backend.list_runs(std::move(filter), [r](result<std::vector<run_view>> res) {
+  auto* cache = backend.listings();
+  // The answer depends on the filter alone (not on the token).
+  std::string query;
+  for (auto& [key, value] : t.query)
+    if (key != "access_token")
+      query += key + '\x1f' + value + '\x1e';
+  if (cache)
+    if (auto body = cache->find(query))
+      return r->raw_json_reply(http::status::ok, std::move(*body));
+  auto generation = cache ? cache->generation() : 0;
+  backend.list_runs(std::move(filter), [r, cache, query, generation](
+                                           result<std::vector<run_view>> res) {
     if (!res)
       return r->error(res.error());
     json runs = json::array();
     for (auto& v : *res)
       runs.push_back(summary_json(std::move(v)));
-    r->json_reply(http::status::ok, {{"runs", std::move(runs)}});
+    auto body = json{{"runs", std::move(runs)}}.dump(
+                    -1, ' ', false, json::error_handler_t::replace)
+                + '\n';
+    if (cache)
+      cache->store(query, generation, body);
+    r->raw_json_reply(http::status::ok, std::move(body));
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include "services/artifacts.hpp"
 #include "services/gpu_inventory.hpp"
+#include "services/listing_cache.hpp"
 #include "services/log_files.hpp"
 #include "services/node_stats.hpp"
 #include "services/result.hpp"
@@ -134,6 +135,9 @@ public:
   virtual void gpus(reply<gpu_report> done) = 0;
   /// CPU, memory and GPU load of the machine.
   virtual void node(reply<node_report> done) = 0;
+  /// Where GET /api/v1/runs answers may be kept while no run changed;
+  /// null: every listing asks the runs.
+  virtual listing_cache* listings() { return nullptr; }
 };
 
 } // namespace corral

@@ -77,6 +77,10 @@ public:
   /// Answer from another thread after this long.
   std::optional<std::chrono::milliseconds> delay;
 
+  /// When set, the router may keep listings in it.
+  listing_cache* cache = nullptr;
+  listing_cache* listings() override { return cache; }
+
   std::vector<std::string> calls;
   run_filter last_filter;
   stop_request last_stop;

@@ -212,6 +212,28 @@ TEST_CASE("GET /api/v1/runs lists summaries", "[router][runs]") {
   REQUIRE(aut.last_filter.experiment.empty());
 }
 
+TEST_CASE("a listing is answered again from the cache until a run changes",
+          "[router][runs]") {
+  fake_backend aut;
+  listing_cache cache{std::chrono::hours{1}};
+  aut.cache = &cache;
+  auto first = answer(aut, make(http::verb::get, "/api/v1/runs"));
+  auto second = answer(aut, make(http::verb::get, "/api/v1/runs"));
+  REQUIRE(second.result() == http::status::ok);
+  CHECK(second.body() == first.body());
+  CHECK(second[http::field::content_type] == "application/json");
+  CHECK(aut.recorded() == std::vector<std::string>{"list"});
+  // Another filter is another answer.
+  answer(aut, make(http::verb::get, "/api/v1/runs?state=running"));
+  CHECK(aut.recorded().size() == 2);
+  // A change (a state change, a delete) makes the next listing ask again.
+  aut.runs[0].state = run_state::paused;
+  cache.changed();
+  auto third = answer(aut, make(http::verb::get, "/api/v1/runs"));
+  CHECK(aut.recorded().size() == 3);
+  CHECK(body_of(third)["runs"][0]["state"] == "paused");
+}
+
 TEST_CASE("run filters are URL-decoded and validated", "[router][runs]") {
   fake_backend aut;
   SECTION("states and experiment") {

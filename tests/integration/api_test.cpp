@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "cli/http_client.hpp"
 #include "tests/integration/checks.hpp"
@@ -183,4 +184,39 @@ TEST_CASE("node reports this machine's CPUs, memory and configured GPUs",
   CHECK(r.body["gpu_source"] == "config");
   CHECK(d.call("GET", "/api/v1/node", "", "", std::string{"wrong"}).status
         == 401);
+}
+
+TEST_CASE("a listing shows a pause, a new run and a delete as soon as they "
+          "are answered, however often it is asked",
+          "[integration]") {
+  test_daemon d;
+  auto states = [&] {
+    std::map<std::string, std::string> out;
+    auto listing = d.call("GET", "/api/v1/runs");
+    for (auto& r : listing.body["runs"])
+      out[r["id"]] = r["state"];
+    return out;
+  };
+  REQUIRE(d.submit("experiments:\n  - name: a\n    command: [sleep, '60']\n"
+                   "  - name: b\n    command: [sleep, '60']\n")
+              .status
+          == 201);
+  REQUIRE(wait_until([&] {
+    auto s = states();
+    return s["a"] == "running" && s["b"] == "running";
+  }));
+  // Asked again and again: answered from what was kept.
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(states().size() == 2);
+  REQUIRE(d.call("POST", "/api/v1/runs/a/pause").status == 200);
+  CHECK(states()["a"] == "paused");
+  REQUIRE(
+      d.submit("experiments:\n  - name: c\n    command: [sleep, '60']\n").status
+      == 201);
+  CHECK(states().count("c") == 1);
+  REQUIRE(d.call("POST", "/api/v1/runs/b/stop", R"({"wait": true})").status
+          == 200);
+  CHECK(states()["b"] == "stopped");
+  REQUIRE(d.call("DELETE", "/api/v1/runs/b").status == 204);
+  CHECK(states().count("b") == 0);
 }

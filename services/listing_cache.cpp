@@ -1,0 +1,31 @@
+#include "services/listing_cache.hpp"
+
+namespace corral {
+
+std::optional<std::string> listing_cache::find(const std::string& query,
+                                               clock::time_point now) const {
+  auto current = generation();
+  std::lock_guard guard{mtx_};
+  auto it = entries_.find(query);
+  if (it == entries_.end() || it->second.generation != current
+      || now - it->second.made >= max_age_)
+    return std::nullopt;
+  return it->second.body;
+}
+
+void listing_cache::store(const std::string& query, std::uint64_t generation,
+                          std::string body, clock::time_point now) {
+  std::lock_guard guard{mtx_};
+  // Filters are few in practice, but a client can make up endless ones:
+  // stale answers go whenever the map grows.
+  if (entries_.size() >= 64)
+    std::erase_if(entries_, [&](const auto& kv) {
+      return kv.second.generation != generation_.load()
+             || now - kv.second.made >= max_age_;
+    });
+  if (entries_.size() >= 64)
+    entries_.clear();
+  entries_[query] = {generation, now, std::move(body)};
+}
+
+} // namespace corral
