@@ -141,9 +141,21 @@ void record(self_ptr self, std::string type, std::string cause,
   serve_event_waiters(self);
 }
 
+// The spec as saved: made again only when an attempt changed it (a
+// restart by policy binds {latest_checkpoint} anew), not every second.
+const nlohmann::json& spec_json(self_ptr self) {
+  auto& st = self->state;
+  if (st.spec_json.is_null())
+    st.spec_json = spec_to_json(st.cfg.spec);
+  if (st.tmpl_json.is_null())
+    st.tmpl_json = spec_to_json(st.cfg.tmpl);
+  return st.spec_json;
+}
+
 // What a restarted daemon needs to take the run back (see restore()).
 nlohmann::json make_record(self_ptr self) {
   auto& st = self->state;
+  const auto& spec = spec_json(self);
   auto v = st.view;
   v.active_s = active_now(self);
   nlohmann::json stop
@@ -156,8 +168,8 @@ nlohmann::json make_record(self_ptr self) {
   return {{"v", 1},
           {"view", view_to_record(v)},
           {"saved_at", to_unix_ms(system_clock::now())},
-          {"spec", spec_to_json(st.cfg.spec)},
-          {"tmpl", spec_to_json(st.cfg.tmpl)},
+          {"spec", spec},
+          {"tmpl", st.tmpl_json},
           {"restart_of", st.cfg.restart_of ? nlohmann::json(*st.cfg.restart_of)
                                            : nlohmann::json(nullptr)},
           {"exec",
@@ -466,7 +478,7 @@ void refresh_resources(self_ptr self) {
   st.resources_tick = st.ticks;
   st.cpu_pct = 0;
   st.rss_bytes = 0;
-  auto tree = st.exec->processes();
+  auto tree = st.exec->processes(false);
   for (auto& p : tree) {
     st.cpu_pct += p.cpu_pct;
     st.rss_bytes += p.rss_bytes;
@@ -614,6 +626,7 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
     auto again = st.cfg.tmpl;
     expand_run_placeholders(again, st.cfg.id, newest ? newest->path : "");
     spec.command = again.command;
+    st.spec_json = nullptr;
     spec.env = again.env;
     st.view.command = spec.command;
   }
@@ -924,9 +937,16 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         if (st.exec && st.ticks % 2 == 0)
           refresh_resources(self);
         st.output->poll_csv(active_now(self));
-        // What changed since the last tick goes to the store.
-        if (st.dirty || st.output_lines != st.saved_output_lines
-            || st.cfg.spec.progress.format == "csv") {
+        // A change of state goes to the store at once (change_state); what
+        // the output added, every 5 s: after a crash the next daemon reads
+        // the lines since the saved position again, so nothing is lost,
+        // and a thousand busy runs do not rewrite their metrics each
+        // second. Runs take turns (by creation order), so the store gets a
+        // fifth of them each second rather than all of them at once.
+        bool output_moved = st.output_lines != st.saved_output_lines
+                            || st.cfg.spec.progress.format == "csv";
+        auto turn = (st.ticks + static_cast<unsigned>(st.cfg.seq)) % 5 == 0;
+        if (st.dirty || (output_moved && turn)) {
           if (st.cfg.spec.progress.format == "csv")
             ++st.output_lines; // rows come from the file, not the log
           persist(self);

@@ -99,6 +99,8 @@ struct run_actor_state {
   std::optional<std::uint64_t> gpu_memory; // latest sample, for summaries
   bool observing = false;      // ticks count once an attempt's watches are up
   unsigned ticks = 0;          // observation ticks so far
+  nlohmann::json spec_json;    // cfg.spec as saved; null: to be made
+  nlohmann::json tmpl_json;    // cfg.tmpl as saved
   unsigned resources_tick = 0; // when cpu_pct/rss_bytes were read
   std::optional<std::uint64_t> tree_cpu_usec; // the cgroup's, at that time
   /// Tree totals from the latest resource sample, for summaries.

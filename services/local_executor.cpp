@@ -687,9 +687,9 @@ int local_executor::process_count() const {
   return static_cast<int>(tree_pids().size());
 }
 
-std::vector<process_info> local_executor::processes() {
+std::vector<process_info> local_executor::processes(bool details) {
   std::vector<process_info> out;
-  bool cg_frozen = cgroup_ && frozen();
+  bool cg_frozen = details && cgroup_ && frozen();
   auto now = now_ns();
   auto ticks = static_cast<double>(clock_ticks_per_second());
   // For a process seen for the first time: its average since it started.
@@ -706,7 +706,8 @@ std::vector<process_info> local_executor::processes() {
     p.ppid = st->ppid;
     p.state = st->state;
     p.frozen = cgroup_ ? cg_frozen : (st->state == 'T' || st->state == 't');
-    p.cmd = read_cmdline(pid);
+    if (details)
+      p.cmd = read_cmdline(pid);
     p.rss_bytes = st->rss_pages * static_cast<std::uint64_t>(page_size_bytes());
     auto used = st->utime + st->stime;
     if (auto it = cpu_.find(pid); it != cpu_.end() && now > it->second.at_ns

@@ -73,6 +73,7 @@ int reactor::watch_path(const std::string& path, path_handler handler,
     return -1;
   int id = next_path_id_++;
   paths_[id] = {wd, std::make_shared<path_handler>(std::move(handler))};
+  by_wd_[wd].push_back(id);
   return id;
 }
 
@@ -83,9 +84,11 @@ void reactor::unwatch_path(int id) {
     return;
   int wd = it->second.wd;
   paths_.erase(it);
-  for (auto& [other, sub] : paths_)
-    if (sub.wd == wd)
-      return; // still wanted by someone else
+  auto& ids = by_wd_[wd];
+  std::erase(ids, id);
+  if (!ids.empty())
+    return; // still wanted by someone else
+  by_wd_.erase(wd);
   ::inotify_rm_watch(inotify_.get(), wd);
 }
 
@@ -107,9 +110,10 @@ void reactor::on_inotify() {
     std::vector<std::shared_ptr<path_handler>> hs;
     {
       std::lock_guard guard{mtx_};
-      for (auto& [id, sub] : paths_)
-        if (std::find(wds.begin(), wds.end(), sub.wd) != wds.end())
-          hs.push_back(sub.handler);
+      for (int wd : wds)
+        if (auto it = by_wd_.find(wd); it != by_wd_.end())
+          for (int id : it->second)
+            hs.push_back(paths_.at(id).handler);
     }
     for (auto& h : hs)
       (*h)();

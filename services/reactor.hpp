@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace corral {
 
@@ -57,6 +58,9 @@ private:
     std::shared_ptr<path_handler> handler;
   };
   std::map<int, path_subscription> paths_; // by subscription id
+  /// The subscriptions of each inotify watch: an event finds its handlers
+  /// without a walk over every run's watches.
+  std::map<int, std::vector<int>> by_wd_;
   int next_path_id_ = 1;
   std::thread thread_;
 };

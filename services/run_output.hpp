@@ -88,7 +88,10 @@ private:
   /// The tailer started at the first byte, so while it has dropped nothing
   /// its memory holds every line (not so when resumed past the start).
   bool memory_complete_ = true;
-  std::size_t keep_ = 2000;
+  /// Lines kept in memory for tails, the CLI's default; longer tails come
+  /// from the files. At ~130 bytes a line that is 13 KiB a run, 13 MiB
+  /// for a thousand runs.
+  std::size_t keep_ = 100;
 };
 
 } // namespace corral
