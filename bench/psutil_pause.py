@@ -33,23 +33,23 @@ def settle(procs, want_stopped):
             return
 
 
+def timed(root, stop):
+    """ms to find the tree, signal each process and see it settle."""
+    t0 = time.perf_counter()
+    procs = tree(root)
+    for p in procs:
+        p.suspend() if stop else p.resume()
+    settle(procs, stop)
+    return (time.perf_counter() - t0) * 1000
+
+
 def main():
     root = psutil.Process(int(sys.argv[1]))
     cycles = int(sys.argv[2])
     pause, resume = [], []
     for _ in range(cycles):
-        t0 = time.perf_counter()
-        procs = tree(root)
-        for p in procs:
-            p.suspend()
-        settle(procs, True)
-        pause.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        procs = tree(root)
-        for p in procs:
-            p.resume()
-        settle(procs, False)
-        resume.append((time.perf_counter() - t0) * 1000)
+        pause.append(timed(root, True))
+        resume.append(timed(root, False))
     print(json.dumps({"pause": pause, "resume": resume}))
 
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 import xmlrpc.client
 
@@ -130,8 +131,16 @@ class Http:
         headers = dict(self.headers)
         if body is not None:
             headers["Content-Type"] = ctype
-        self.conn.request(method, path, body=body, headers=headers)
-        r = self.conn.getresponse()
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, ConnectionError):
+                # The daemon closes a connection idle for 30 s: reconnect.
+                self.conn.close()
+                if attempt == 2:
+                    raise
         data = r.read()
         return r.status, (json.loads(data) if data else None)
 
@@ -229,6 +238,14 @@ class Supervisord:
                                      stderr=subprocess.DEVNULL)
         self.rpc = xmlrpc.client.ServerProxy(
             "http://127.0.0.1:%d/RPC2" % self.port)
+
+    def wait_running(self, n, limit, every):
+        """Until n programs are RUNNING."""
+        def running():
+            info = self.info()
+            return info is not None and len(info) == n and all(
+                p["statename"] == "RUNNING" for p in info)
+        wait_for(running, limit, every)
 
     def info(self):
         try:
@@ -456,9 +473,7 @@ def bench_start(ctx):
     sup = Supervisord(ctx.work, "sup-start",
                       [("p%d" % i, "sleep 600", "") for i in range(sup_n)])
     try:
-        wait_for(lambda: (lambda info: info is not None and len(info) == sup_n
-                          and all(p["statename"] == "RUNNING" for p in info))
-                 (sup.info()), 120, 0.01)
+        sup.wait_running(sup_n, 120, 0.01)
         sup_took = time.perf_counter() - sup.started
     finally:
         sup.close()
@@ -686,9 +701,7 @@ def bench_scale(ctx):
     sup = Supervisord(ctx.work, "sup-scale",
                       [("p%d" % i, "sleep 3600", "") for i in range(n_mid)])
     try:
-        wait_for(lambda: (lambda info: info is not None and len(info) == n_mid
-                          and all(p["statename"] == "RUNNING" for p in info))
-                 (sup.info()), 300, 0.05)
+        sup.wait_running(n_mid, 300, 0.05)
         time.sleep(3 if ctx.quick else 5)
         cpu0, t0 = cpu_seconds(sup.proc.pid), time.monotonic()
         time.sleep(window)
@@ -765,9 +778,7 @@ def bench_api(ctx):
                 '<methodCall><methodName>supervisor.getAllProcessInfo'
                 '</methodName><params></params></methodCall>"\n')
     try:
-        wait_for(lambda: (lambda info: info is not None and len(info) == n_runs
-                          and all(p["statename"] == "RUNNING" for p in info))
-                 (sup.info()), 120, 0.05)
+        sup.wait_running(n_runs, 120, 0.05)
         s_list = wrk("http://127.0.0.1:%d/RPC2" % sup.port, secs,
                      script=script)
     finally:
@@ -856,13 +867,20 @@ def main():
     ctx.quick = args.quick
     ctx.targets = []
     sections = []
+    failed = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as work:
         ctx.work = work
         for name in names:
             print("bench/run.py: %s…" % name, file=sys.stderr, flush=True)
             t0 = time.monotonic()
-            sections += BENCHES[name](ctx)
+            try:
+                sections += BENCHES[name](ctx)
+            except Exception:  # the others still run and are written
+                failed.append(name)
+                sections += ["## %s: failed" % name, "", "```",
+                             traceback.format_exc().strip(), "```", ""]
+                traceback.print_exc()
             print("bench/run.py: %s done in %.0f s"
                   % (name, time.monotonic() - t0), file=sys.stderr)
     head = ["# Benchmarks", "",
@@ -900,6 +918,8 @@ def main():
     missed = sum(1 for t in ctx.targets if not t[3])
     print("bench/run.py: wrote %s (%d targets, %d missed)"
           % (args.out, len(ctx.targets), missed), file=sys.stderr)
+    if failed:
+        sys.exit("bench/run.py: failed: " + ", ".join(failed))
 
 
 if __name__ == "__main__":

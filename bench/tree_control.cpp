@@ -144,22 +144,28 @@ std::string tree_command(int n, bool busy) {
          + " & done; wait";
 }
 
-// A tree this program owns: `sh -c CMD` in its own process group.
+// `sh -c` of an n-process tree in its own process group (led by the
+// returned pid), once all n processes exist.
+pid_t spawn_tree(int n, bool busy) {
+  pid_t root = ::fork();
+  if (root == 0) {
+    ::setpgid(0, 0);
+    auto cmd = tree_command(n, busy);
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+    ::_exit(127);
+  }
+  ::setpgid(root, root);
+  wait_until([&] { return descendants_of(root).size() + 1 == std::size_t(n); },
+             30s);
+  return root;
+}
+
+// A tree this program owns, killed with its group at the end.
 struct bare_tree {
   pid_t root = -1;
   std::vector<int> pids;
 
-  bare_tree(int n, bool busy) {
-    root = ::fork();
-    if (root == 0) {
-      ::setpgid(0, 0);
-      auto cmd = tree_command(n, busy);
-      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
-      ::_exit(127);
-    }
-    ::setpgid(root, root);
-    wait_until(
-        [&] { return descendants_of(root).size() + 1 == std::size_t(n); }, 30s);
+  bare_tree(int n, bool busy) : root(spawn_tree(n, busy)) {
     pids = descendants_of(root);
     pids.push_back(root);
   }
@@ -259,21 +265,12 @@ void measure_bare_stop(int cycles, int n) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   std::vector<double> took;
   for (int i = 0; i < cycles; ++i) {
-    pid_t root = ::fork();
-    if (root == 0) {
-      ::setpgid(0, 0);
-      auto cmd = tree_command(n, false);
-      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
-      ::_exit(127);
-    }
-    ::setpgid(root, root);
-    wait_until(
-        [&] { return descendants_of(root).size() + 1 == std::size_t(n); }, 30s);
+    pid_t root = spawn_tree(n, false);
     auto t0 = clock_type::now();
     ::killpg(root, SIGTERM);
-    int reaped = 0;
-    while (reaped<n&& ::waitpid(-1, nullptr, 0)> 0)
-      ++reaped;
+    for (int reaped = 0; reaped < n; ++reaped)
+      if (::waitpid(-1, nullptr, 0) <= 0)
+        break;
     took.push_back(ms_since(t0));
   }
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);

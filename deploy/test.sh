@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: installs what is missing, checks the
 # formatting, builds with warnings as errors, runs every test under
 # ASan/UBSan (the daemon and its shim included), then every test against
-# the optimized build.
+# the optimized build, then the benchmarks in their smoke mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +31,7 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 
 echo "== every test, real processes and sockets"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+echo "== the benchmark suite still runs (tiny sizes; figures not checked)"
+./bench/install-deps.sh
+./bench/run.py --quick --build build --out build/benchmarks-smoke.md

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "services/cgroup.hpp"
@@ -41,6 +42,20 @@ pid_t spawn_sleeper() {
     ::_exit(127);
   }
   return pid;
+}
+
+/// A fresh cgroup of this test process; nullopt (with a warning) where no
+/// writable cgroup v2 hierarchy is.
+std::optional<cgroup> test_cgroup(const std::string& name) {
+  auto mount = find_cgroup2_mount();
+  if (!mount || ::access((*mount + "/cgroup.procs").c_str(), W_OK) != 0) {
+    WARN("no writable cgroup v2 hierarchy here; skipped");
+    return std::nullopt;
+  }
+  auto cg = cgroup::create(*mount + "/corral-test-" + name + "-"
+                           + std::to_string(::getpid()));
+  REQUIRE(cg);
+  return *cg;
 }
 
 } // namespace
@@ -199,13 +214,9 @@ TEST_CASE("several subscribers of one path each hear of changes",
 TEST_CASE("a cgroup freezes, reports it, thaws and kills its members",
           "[integration]") {
   auto mount = find_cgroup2_mount();
-  if (!mount || ::access((*mount + "/cgroup.procs").c_str(), W_OK) != 0) {
-    WARN("no writable cgroup v2 hierarchy here; skipped");
+  auto cg = test_cgroup("os");
+  if (!cg)
     return;
-  }
-  auto cg = cgroup::create(*mount + "/corral-test-os-"
-                           + std::to_string(::getpid()));
-  REQUIRE(cg);
   auto pid = spawn_sleeper();
   {
     std::ofstream procs{cg->path() + "/cgroup.procs"};
@@ -266,14 +277,9 @@ TEST_CASE("a one-shot watch calls once until it is armed again",
 
 TEST_CASE("a cgroup's cpu.stat counts the CPU its members used",
           "[integration]") {
-  auto mount = find_cgroup2_mount();
-  if (!mount || ::access((*mount + "/cgroup.procs").c_str(), W_OK) != 0) {
-    WARN("no writable cgroup v2 hierarchy here; skipped");
+  auto cg = test_cgroup("cpu");
+  if (!cg)
     return;
-  }
-  auto cg = cgroup::create(*mount + "/corral-test-cpu-"
-                           + std::to_string(::getpid()));
-  REQUIRE(cg);
   auto stat = cg->open_cpu_stat();
   REQUIRE(stat);
   auto before = read_cpu_usage_usec(stat.get());
