@@ -698,20 +698,30 @@ void handle_list(const parsed_target& t, api_backend& backend,
   for (auto& [key, value] : t.query)
     if (key != "access_token")
       query += key + '\x1f' + value + '\x1e';
-  if (cache)
-    if (auto body = cache->find(query))
-      return r->raw_json_reply(http::status::ok, std::move(*body));
   auto generation = cache ? cache->generation() : 0;
-  backend.list_runs(std::move(filter), [r, cache, query, generation](
+  auto serialize = [](std::vector<run_view>& views) {
+    json runs = json::array();
+    for (auto& v : views)
+      runs.push_back(summary_json(std::move(v)));
+    return json{{"runs", std::move(runs)}}.dump(-1, ' ', false,
+                                                json::error_handler_t::replace)
+           + '\n';
+  };
+  if (auto hit = cache ? cache->find(query) : std::nullopt) {
+    if (hit->refresh)
+      // Older than a second: answered now, made anew for the next ones.
+      backend.list_runs(filter, [cache, query, generation,
+                                 serialize](result<std::vector<run_view>> res) {
+        if (res)
+          cache->store(query, generation, serialize(*res));
+      });
+    return r->raw_json_reply(http::status::ok, std::move(hit->body));
+  }
+  backend.list_runs(std::move(filter), [r, cache, query, generation, serialize](
                                            result<std::vector<run_view>> res) {
     if (!res)
       return r->error(res.error());
-    json runs = json::array();
-    for (auto& v : *res)
-      runs.push_back(summary_json(std::move(v)));
-    auto body = json{{"runs", std::move(runs)}}.dump(
-                    -1, ' ', false, json::error_handler_t::replace)
-                + '\n';
+    auto body = serialize(*res);
     if (cache)
       cache->store(query, generation, body);
     r->raw_json_reply(http::status::ok, std::move(body));

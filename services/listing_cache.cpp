@@ -2,15 +2,21 @@
 
 namespace corral {
 
-std::optional<std::string> listing_cache::find(const std::string& query,
-                                               clock::time_point now) const {
+std::optional<listing_cache::hit> listing_cache::find(const std::string& query,
+                                                      clock::time_point now) {
   auto current = generation();
   std::lock_guard guard{mtx_};
   auto it = entries_.find(query);
-  if (it == entries_.end() || it->second.generation != current
-      || now - it->second.made >= max_age_)
+  if (it == entries_.end() || it->second.generation != current)
     return std::nullopt;
-  return it->second.body;
+  auto age = now - it->second.made;
+  if (age < max_age_)
+    return hit{it->second.body, false};
+  if (age >= 2 * max_age_)
+    return std::nullopt;
+  bool refresh = !it->second.refreshing;
+  it->second.refreshing = true;
+  return hit{it->second.body, refresh};
 }
 
 void listing_cache::store(const std::string& query, std::uint64_t generation,
@@ -25,7 +31,7 @@ void listing_cache::store(const std::string& query, std::uint64_t generation,
     });
   if (entries_.size() >= 64)
     entries_.clear();
-  entries_[query] = {generation, now, std::move(body)};
+  entries_[query] = {generation, now, std::move(body), false};
 }
 
 } // namespace corral

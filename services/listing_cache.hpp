@@ -6,7 +6,10 @@
 /// above all) and every delete counts as a change, made before the answer
 /// that caused it is sent, so a client that pauses a run and then lists
 /// sees the pause. Progress and resources change without events: an
-/// answer is served again for at most `max_age`.
+/// answer older than `max_age` is still served, once, while its caller
+/// makes a new one in the background (so no client waits for a thousand
+/// runs' views while nothing changed); one older than twice max_age is
+/// not served at all.
 
 #include <atomic>
 #include <chrono>
@@ -32,10 +35,16 @@ public:
     return generation_.load(std::memory_order_acquire);
   }
 
-  /// The answer to `query`, if one was made since the last change and
-  /// within max_age.
-  std::optional<std::string> find(const std::string& query,
-                                  clock::time_point now = clock::now()) const;
+  struct hit {
+    std::string body;
+    /// Older than max_age and nobody is making a new one yet: the caller
+    /// should (and store it).
+    bool refresh = false;
+  };
+  /// The answer to `query`, if one was made since the last change and is
+  /// young enough.
+  std::optional<hit> find(const std::string& query,
+                          clock::time_point now = clock::now());
   /// Keeps `body`, the answer to `query` from runs read after
   /// `generation` was taken.
   void store(const std::string& query, std::uint64_t generation,
@@ -46,6 +55,7 @@ private:
     std::uint64_t generation = 0;
     clock::time_point made;
     std::string body;
+    bool refreshing = false;
   };
   std::chrono::milliseconds max_age_;
   std::atomic<std::uint64_t> generation_{0};

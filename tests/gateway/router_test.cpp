@@ -4,6 +4,8 @@
 #include "tests/gateway/router_harness.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <thread>
 #include <nlohmann/json.hpp>
 
 using namespace corral;
@@ -231,6 +233,23 @@ TEST_CASE("a listing is answered again from the cache until a run changes",
   cache.changed();
   auto third = answer(aut, make(http::verb::get, "/api/v1/runs"));
   CHECK(aut.recorded().size() == 3);
+  CHECK(body_of(third)["runs"][0]["state"] == "paused");
+}
+
+TEST_CASE("an old kept listing is answered while a new one is made",
+          "[router][runs]") {
+  fake_backend aut;
+  // Served again once between 500 ms and 1 s of age.
+  listing_cache cache{std::chrono::milliseconds{500}};
+  aut.cache = &cache;
+  auto first = answer(aut, make(http::verb::get, "/api/v1/runs"));
+  std::this_thread::sleep_for(std::chrono::milliseconds{600});
+  aut.runs[0].state = run_state::paused; // progress-like: no event
+  auto second = answer(aut, make(http::verb::get, "/api/v1/runs"));
+  CHECK(second.body() == first.body());
+  // ...while the backend was asked again, and its answer was kept.
+  CHECK(aut.recorded() == std::vector<std::string>{"list", "list"});
+  auto third = answer(aut, make(http::verb::get, "/api/v1/runs"));
   CHECK(body_of(third)["runs"][0]["state"] == "paused");
 }
 

@@ -15,9 +15,18 @@ TEST_CASE("a kept listing is served until a change or its age ends it",
   CHECK_FALSE(aut.find("", t0));
   aut.store("", aut.generation(), "all", t0);
   aut.store("state\x1frunning\x1e", aut.generation(), "running", t0);
-  CHECK(aut.find("", t0 + 999ms) == "all");
-  CHECK(aut.find("state\x1frunning\x1e", t0) == "running");
-  CHECK_FALSE(aut.find("", t0 + 1s));
+  CHECK(aut.find("", t0 + 999ms)->body == "all");
+  CHECK_FALSE(aut.find("", t0 + 999ms)->refresh);
+  CHECK(aut.find("state\x1frunning\x1e", t0)->body == "running");
+  // Older than max_age: served, and the first caller is told to refresh.
+  CHECK(aut.find("", t0 + 1s)->refresh);
+  CHECK(aut.find("", t0 + 1500ms)->body == "all");
+  CHECK_FALSE(aut.find("", t0 + 1500ms)->refresh);
+  // Far too old: not served.
+  CHECK_FALSE(aut.find("", t0 + 2s));
+  // A new answer starts the clock again.
+  aut.store("", aut.generation(), "all again", t0 + 2s);
+  CHECK(aut.find("", t0 + 2500ms)->body == "all again");
   aut.changed();
   CHECK_FALSE(aut.find("", t0));
   CHECK_FALSE(aut.find("state\x1frunning\x1e", t0));
@@ -30,7 +39,7 @@ TEST_CASE("an answer read before a change is never served", "[listing]") {
   aut.store("", before, "stale");
   CHECK_FALSE(aut.find(""));
   aut.store("", aut.generation(), "fresh");
-  CHECK(aut.find("") == "fresh");
+  CHECK(aut.find("")->body == "fresh");
 }
 
 TEST_CASE("made-up filters cannot grow the cache without bound", "[listing]") {
@@ -43,6 +52,7 @@ TEST_CASE("made-up filters cannot grow the cache without bound", "[listing]") {
   CHECK(aut.find("experiment\x1f"
                  "999\x1e",
                  t0)
+            ->body
         == "x");
   CHECK_FALSE(aut.find("experiment\x1f"
                        "0\x1e",
