@@ -654,8 +654,8 @@ def bench_scale(ctx):
     window = 2 if ctx.quick else 10
     writer = os.path.join(ctx.build, "bench_writer")
     lines = ["## 6. Scale", "",
-             "Runs held by one daemon; daemon RSS after it settled, CPU "
-             "measured over %d s. *Quiet*: the runs are `sleep 3600`. "
+             "Runs held by one daemon; after they settled, the daemon's RSS "
+             "(median of one sample a second) and CPU over %d s. *Quiet*: the runs are `sleep 3600`. "
              "*Tables*: each run is `bench_writer tables`, an SB3-style "
              "table of 6 metrics once a second (parsed, `progress.format: "
              "sb3`). Latency: %d sequential requests on one keep-alive "
@@ -682,9 +682,12 @@ def bench_scale(ctx):
                      == len(ids), 600, 0.05)
             time.sleep(3 if ctx.quick else 12)  # settle; a trim cycle passes
             cpu0, t0 = cpu_seconds(d.pid), time.monotonic()
-            time.sleep(window)
+            samples = []
+            for _ in range(window):  # RSS moves with bursts: its median
+                time.sleep(1)
+                samples.append(rss_bytes(d.pid))
             cpu = (cpu_seconds(d.pid) - cpu0) / (time.monotonic() - t0) * 100
-            rss = rss_bytes(d.pid)
+            rss = sorted(samples)[len(samples) // 2]
             lst = percentiles(d.http.timed("/api/v1/runs", n_req // 3))
             one = percentiles(d.http.timed("/api/v1/runs/" + ids[len(ids) // 2],
                                            n_req))
@@ -704,10 +707,13 @@ def bench_scale(ctx):
         sup.wait_running(n_mid, 300, 0.05)
         time.sleep(3 if ctx.quick else 5)
         cpu0, t0 = cpu_seconds(sup.proc.pid), time.monotonic()
-        time.sleep(window)
+        samples = []
+        for _ in range(window):
+            time.sleep(1)
+            samples.append(rss_bytes(sup.proc.pid))
         sup_cpu = (cpu_seconds(sup.proc.pid) - cpu0) / (time.monotonic() - t0) \
             * 100
-        sup_rss = rss_bytes(sup.proc.pid)
+        sup_rss = sorted(samples)[len(samples) // 2]
     finally:
         sup.close()
     lines.append("| supervisord, quiet | %d | %.1f | %.2f | | | |"
