@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <thread>
+
 #include <nlohmann/json.hpp>
 
 using namespace corral;
