@@ -92,6 +92,16 @@ def group_members(pgid):
     return out
 
 
+def end(proc, sig, limit):
+    """Asks a process we started to exit; SIGKILL after `limit` seconds."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def percentiles(values):
     v = sorted(values)
     if not v:
@@ -193,12 +203,7 @@ class Daemon:
 
     def close(self):
         # SIGTERM: the daemon stops its runs (--stop-runs-on-exit).
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(300)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end(self.proc, signal.SIGTERM, 300)
         self.err.close()
 
 
@@ -254,12 +259,7 @@ class Supervisord:
             return None
 
     def close(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end(self.proc, signal.SIGTERM, 120)
 
 
 class Nginx:
@@ -298,12 +298,7 @@ class Nginx:
             return False
 
     def close(self):
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end(self.proc, signal.SIGQUIT, 30)
 
 
 def wrk(url, seconds, threads=2, connections=64, script=None):
