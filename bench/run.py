@@ -345,14 +345,16 @@ def bench_tree(ctx):
     tree = "sh -c 'for i in $(seq 99); do sleep 3600 & done; wait'"
     for i in range(1 if ctx.quick else 5):
         sup = Supervisord(ctx.work, "sup-stop-%d" % i, [("tree", tree, "")])
-        wait_for(lambda: (sup.info() or [{}])[0].get("statename")
-                 == "RUNNING", 30)
-        pid = sup.info()[0]["pid"]
-        wait_for(lambda: len(group_members(pid)) >= 100, 30)
-        t0 = time.perf_counter()
-        sup.rpc.supervisor.stopProcess("tree", True)
-        sup_stop.append((time.perf_counter() - t0) * 1000)
-        sup.close()
+        try:
+            wait_for(lambda: (sup.info() or [{}])[0].get("statename")
+                     == "RUNNING", 30)
+            pid = sup.info()[0]["pid"]
+            wait_for(lambda: len(group_members(pid)) >= 100, 30)
+            t0 = time.perf_counter()
+            sup.rpc.supervisor.stopProcess("tree", True)
+            sup_stop.append((time.perf_counter() - t0) * 1000)
+        finally:
+            sup.close()
     sup_row = dict(percentiles(sup_stop), measure="supervisord stopProcess "
                    "(XML-RPC, wait) of the same tree, stopasgroup",
                    n=len(sup_stop), group="stop")
@@ -562,10 +564,15 @@ def bench_logs(ctx):
     open(path, "w").close()
     tail = subprocess.Popen([os.path.join(ctx.build, "bench_tail"), path],
                             stdout=subprocess.PIPE, text=True)
-    with open(path, "w") as f:
-        w = subprocess.run([writer, "lines", str(secs)], stdout=f,
-                           stderr=subprocess.PIPE, text=True, check=True)
-    t_out = tail.communicate(timeout=300)[0]
+    try:
+        with open(path, "w") as f:
+            w = subprocess.run([writer, "lines", str(secs)], stdout=f,
+                               stderr=subprocess.PIPE, text=True, check=True)
+        t_out = tail.communicate(timeout=300)[0]
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
     start, end, n = writer_stats(w.stderr)
     m = dict(kv.split("=") for kv in t_out.split())
     tail_end = int(m["end_ns"]) / 1e9
