@@ -916,7 +916,7 @@ def main():
                  "wrk, python3-psutil",
                  "cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && "
                  "cmake --build build",
-                 "bench/run.py                     # all, ~10 min; writes "
+                 "bench/run.py                     # all, ~6 min; writes "
                  "docs/benchmarks.md",
                  "bench/run.py --only tree,logs --out /tmp/b.md",
                  "bench/run.py --quick --out /tmp/smoke.md   # seconds", "```",
