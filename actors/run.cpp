@@ -687,7 +687,6 @@ void watch_run(self_ptr self) {
     st.events_watch = st.cfg.events->watch_path(
         path, [hdl] { caf::anon_send(hdl, atom::cg_event::value); });
   }
-  st.observing = true;
 }
 
 // Ends a run that never started (stopped while queued or in backoff).
@@ -926,7 +925,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
       [=](atom::tick) {
         // From the registry, once a second.
         auto& st = self->state;
-        if (!st.observing || is_ended(st.view.state))
+        if (!st.exec || is_ended(st.view.state))
           return;
         ++st.ticks;
         // One look at the kernel per tick, taking turns: the main process's
@@ -934,7 +933,7 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         // paused run is looked at every tick, to see a resume from outside.
         if (st.ticks % 2 == 1 || st.view.state == run_state::paused)
           observe(self, false);
-        if (st.exec && st.ticks % 2 == 0)
+        if (st.ticks % 2 == 0)
           refresh_resources(self);
         st.output->poll_csv(active_now(self));
         // A change of state goes to the store at once (change_state); what

@@ -97,8 +97,7 @@ struct run_actor_state {
   std::uint64_t attempt_generation = 0; // ties max_runtime timers to an attempt
   double attempt_active_base = 0;       // active seconds before this attempt
   std::optional<std::uint64_t> gpu_memory; // latest sample, for summaries
-  bool observing = false;      // ticks count once an attempt's watches are up
-  unsigned ticks = 0;          // observation ticks so far
+  unsigned ticks = 0;                      // observation ticks so far
   nlohmann::json spec_json;    // cfg.spec as saved; null: to be made
   nlohmann::json tmpl_json;    // cfg.tmpl as saved
   unsigned resources_tick = 0; // when cpu_pct/rss_bytes were read

@@ -96,7 +96,7 @@ public:
   /// Starts at `from` (the end of the logs, for a daemon that restarts:
   /// tail_logs(...).cursor; zero for a new run). Keeps the last `keep`
   /// lines in memory.
-  log_tailer(std::string run_dir, log_cursor from, std::size_t keep = 100);
+  log_tailer(std::string run_dir, log_cursor from, std::size_t keep);
   ~log_tailer();
   log_tailer(const log_tailer&) = delete;
   log_tailer& operator=(const log_tailer&) = delete;
