@@ -67,18 +67,29 @@ std::string type_name(const json& j) {
 
 // -- responses ---------------------------------------------------------------
 
-response json_response(http::status status, const json& body, unsigned version,
-                       bool keep_alive, const header_list& headers = {}) {
+/// The text of an answer. Invalid UTF-8 (say, from a process's command
+/// line) must not turn an answer into an exception: it is replaced.
+std::string json_text(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace) + '\n';
+}
+
+/// An answer whose JSON text is made already (json_text).
+response json_text_response(http::status status, std::string text,
+                            unsigned version, bool keep_alive,
+                            const header_list& headers = {}) {
   response res{status, version};
   res.set(http::field::content_type, "application/json");
   for (auto& [field, value] : headers)
     res.set(field, value);
-  // Invalid UTF-8 (say, from a process's command line) must not turn an
-  // answer into an exception: replace it.
-  res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  res.body() += '\n';
+  res.body() = std::move(text);
   res.keep_alive(keep_alive);
   return res;
+}
+
+response json_response(http::status status, const json& body, unsigned version,
+                       bool keep_alive, const header_list& headers = {}) {
+  return json_text_response(status, json_text(body), version, keep_alive,
+                            headers);
 }
 
 json error_json(const corral::error& err) {
@@ -123,13 +134,9 @@ public:
     finish(json_response(status, body, version_, keep_alive_, headers));
   }
 
-  /// Answers with JSON serialized already (a cached listing).
-  void raw_json_reply(http::status status, std::string body) {
-    response res{status, version_};
-    res.set(http::field::content_type, "application/json");
-    res.body() = std::move(body);
-    res.keep_alive(keep_alive_);
-    finish(std::move(res));
+  /// Answers with JSON text made already (a kept listing).
+  void raw_json_reply(http::status status, std::string text) {
+    finish(json_text_response(status, std::move(text), version_, keep_alive_));
   }
 
   void no_content() {
@@ -703,10 +710,9 @@ void handle_list(const parsed_target& t, api_backend& backend,
     json runs = json::array();
     for (auto& v : views)
       runs.push_back(summary_json(std::move(v)));
-    return json{{"runs", std::move(runs)}}.dump(-1, ' ', false,
-                                                json::error_handler_t::replace)
-           + '\n';
+    return json_text({{"runs", std::move(runs)}});
   };
+
   if (auto hit = cache ? cache->find(query) : std::nullopt) {
     if (hit->refresh)
       // Older than a second: answered now, made anew for the next ones.

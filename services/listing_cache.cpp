@@ -26,7 +26,7 @@ void listing_cache::store(const std::string& query, std::uint64_t generation,
   // stale answers go whenever the map grows.
   if (entries_.size() >= 64)
     std::erase_if(entries_, [&](const auto& kv) {
-      return kv.second.generation != generation_.load()
+      return kv.second.generation != this->generation()
              || now - kv.second.made >= max_age_;
     });
   if (entries_.size() >= 64)
