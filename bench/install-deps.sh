@@ -1,31 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bench/run.py measures Corral against: supervisord, nginx,
-# wrk and psutil (Debian 12 packages). Their packages would start system
-# services (nginx on port 80, a supervisord); a policy-rc.d that refuses
-# keeps them from starting, and goes again if this script made it.
+# wrk and psutil (Debian 12 packages). Their packages' system services
+# (nginx on port 80, a supervisord) are kept from starting
+# (deploy/apt-install.sh).
 set -euo pipefail
-
-packages=(supervisor nginx-light wrk python3-psutil)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-    || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-policy=/usr/sbin/policy-rc.d
-made_policy=""
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
-  $sudo chmod 755 "$policy"
-  made_policy=1
-fi
-cleanup() { if [ -n "$made_policy" ]; then $sudo rm -f "$policy"; fi; }
-trap cleanup EXIT
-
-echo "installing: ${missing[*]}"
-$sudo apt-get update
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
-  "${missing[@]}"
+exec "$(dirname "$0")/../deploy/apt-install.sh" supervisor nginx-light wrk \
+  python3-psutil
