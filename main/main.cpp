@@ -30,6 +30,14 @@ int main(int argc, char** argv) {
   serve->add_option("--gpus", flags.gpus,
                     "GPU inventory: a count (4) or indices (0,2,3); "
                     "overrides NVML");
+  serve
+      ->add_option("--executor", flags.executor,
+                   "Executor of experiments that name none: local or slurm "
+                   "(default local)")
+      ->check(CLI::IsMember({"local", "slurm"}));
+  serve->add_option("--slurm-log-dir", flags.slurm_log_dir,
+                    "Slurm batch scripts, job output and exit files, on a "
+                    "filesystem the nodes share (default <state-dir>/slurm)");
   serve->add_flag("--no-auth", flags.no_auth,
                   "Serve the API without a token (loopback only)");
   serve->add_flag("--stop-runs-on-exit", flags.stop_runs_on_exit,

@@ -15,6 +15,8 @@ struct serve_flags {
   std::optional<std::string> token_file;
   std::optional<std::string> cgroup;
   std::optional<std::string> gpus;
+  std::optional<std::string> executor;
+  std::optional<std::string> slurm_log_dir;
   bool no_auth = false;
   bool stop_runs_on_exit = false;
 };

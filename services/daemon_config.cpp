@@ -1,6 +1,7 @@
 #include "services/daemon_config.hpp"
 
 #include <cstdlib>
+#include <filesystem>
 #include <string_view>
 
 #include <yaml-cpp/yaml.h>
@@ -77,6 +78,67 @@ status apply_log_rotate(daemon_config& cfg, const YAML::Node& node,
   }
   cfg.log_max_bytes = max_bytes;
   cfg.log_keep = keep;
+  return ok;
+}
+
+constexpr auto min_slurm_poll = std::chrono::milliseconds{100};
+constexpr auto max_slurm_poll = std::chrono::minutes{10};
+
+/// `slurm: {log_dir, poll, log_watch, shim}`; any key may be left out.
+status apply_slurm(daemon_config& cfg, const YAML::Node& node,
+                   const std::string& file, const std::string& at) {
+  if (!node.IsMap())
+    return make_error(ec::invalid_spec,
+                      at
+                          + ": expected a map like {log_dir: /shared/corral, "
+                            "poll: 2s}");
+  auto slurm = cfg.slurm;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (!it->first.IsScalar())
+      return make_error(ec::invalid_spec, where(file, "slurm", it->first.Mark())
+                                              + ": expected a key name");
+    auto key = it->first.Scalar();
+    YAML::Node value = it->second;
+    auto here = where(file, "slurm." + key, value.Mark());
+    auto text = value.IsScalar() ? value.Scalar() : std::string{};
+    if (key == "log_dir" || key == "shim") {
+      // Relative paths would depend on the daemon's working directory,
+      // which the nodes do not share.
+      if (text.empty() || text.front() != '/')
+        return make_error(
+            ec::invalid_spec,
+            here + ": expected an absolute path"
+                + (text.empty() ? std::string{} : ", got '" + text + "'"));
+      auto path = std::filesystem::path{text}.lexically_normal().string();
+      if (path.size() > 1 && path.back() == '/')
+        path.pop_back();
+      (key == "log_dir" ? slurm.log_dir : slurm.shim) = path;
+    } else if (key == "poll") {
+      auto d = value.IsScalar() ? parse_duration(text)
+                                : result<millis>{make_error(
+                                    ec::invalid_spec, "expected a duration")};
+      if (!d)
+        return make_error(ec::invalid_spec, here + ": " + d.error().message);
+      if (*d < min_slurm_poll || *d > max_slurm_poll)
+        return make_error(ec::invalid_spec,
+                          here + ": " + text
+                              + " is out of range; use 100ms to 10m");
+      slurm.poll = *d;
+    } else if (key == "log_watch") {
+      if (text != "auto" && text != "inotify" && text != "poll")
+        return make_error(ec::invalid_spec,
+                          here + ": expected auto, inotify or poll, got "
+                              + (value.IsScalar() ? "'" + text + "'"
+                                                  : std::string{"no value"}));
+      slurm.log_watch = text;
+    } else {
+      return make_error(ec::invalid_spec,
+                        here + ": unknown key '" + key
+                            + "' (slurm takes log_dir, poll, log_watch and "
+                              "shim)");
+    }
+  }
+  cfg.slurm = slurm;
   return ok;
 }
 
@@ -187,10 +249,17 @@ status apply_config_file(daemon_config& cfg, std::string_view text,
     } else if (key == "log_rotate") {
       if (auto applied = apply_log_rotate(cfg, node, file, at); !applied)
         return applied.error();
-    } else if (key == "executor" || key == "slurm") {
-      return make_error(ec::invalid_spec,
-                        at + ": '" + key
-                            + "' is not supported by this version of corral");
+    } else if (key == "executor") {
+      auto v = scalar();
+      if (!v)
+        return v.error();
+      if (*v != "local" && *v != "slurm")
+        return make_error(ec::invalid_spec,
+                          at + ": expected local or slurm, got '" + *v + "'");
+      cfg.executor = *v;
+    } else if (key == "slurm") {
+      if (auto applied = apply_slurm(cfg, node, file, at); !applied)
+        return applied.error();
     } else {
       return make_error(ec::invalid_spec, at + ": unknown key '" + key + "'");
     }

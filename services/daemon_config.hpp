@@ -32,6 +32,22 @@ struct daemon_config {
   /// grows past `size`; `count` rotated files are kept per stream.
   std::uint64_t log_max_bytes = default_log_max_bytes;
   int log_keep = default_log_keep;
+  /// The executor of experiments that do not name one: "local" or "slurm".
+  std::string executor = "local";
+  /// `slurm: {log_dir, poll, log_watch, shim}`.
+  struct slurm_settings {
+    /// Batch scripts, job output and exit files; on a filesystem the nodes
+    /// share. "" = <state_dir>/slurm.
+    std::string log_dir;
+    /// How often one squeue asks about every job.
+    millis poll{2000};
+    /// How the logs under log_dir are followed: "auto" (inotify on a local
+    /// filesystem, polling by size on NFS/Lustre/etc.), "inotify" or
+    /// "poll".
+    std::string log_watch = "auto";
+    /// The shim as the nodes see it; "" = the daemon's own corral-shim.
+    std::string shim;
+  } slurm;
 };
 
 /// Defaults, with the state dir from $XDG_STATE_HOME or ~/.local/state.

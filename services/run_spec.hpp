@@ -44,6 +44,16 @@ struct restart_spec {
   millis backoff = std::chrono::seconds{10};
 };
 
+/// `slurm:` of an experiment (sbatch options); "" = Slurm's default.
+struct slurm_spec {
+  std::string partition;
+  std::string account;
+  std::string qos;
+  std::string time;                    // Slurm's own format, e.g. "1-00:00:00"
+  std::vector<std::string> extra_args; // more sbatch options, as argv
+  bool operator==(const slurm_spec&) const = default;
+};
+
 /// One run to create. As parse_experiments() returns it, command, env
 /// values, cwd and artifact patterns are still templates (placeholders
 /// validated, not expanded: `{{` escapes must be undone exactly once);
@@ -68,7 +78,8 @@ struct run_spec {
   artifacts_spec artifacts;
   restart_spec restart;
   std::optional<millis> max_runtime;
-  std::string executor = "local";
+  std::string executor; // "local", "slurm"; "" = the daemon's default
+  slurm_spec slurm;
   /// Matrix values of this point, as written in the file.
   std::map<std::string, std::string> matrix;
 };

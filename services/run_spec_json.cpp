@@ -63,6 +63,12 @@ json spec_to_json(const run_spec& s) {
         {"backoff_ms", s.restart.backoff.count()}}},
       {"max_runtime_ms", max_runtime},
       {"executor", s.executor},
+      {"slurm",
+       {{"partition", s.slurm.partition},
+        {"account", s.slurm.account},
+        {"qos", s.slurm.qos},
+        {"time", s.slurm.time},
+        {"extra_args", s.slurm.extra_args}}},
       {"matrix", s.matrix},
   };
 }
@@ -109,6 +115,15 @@ result<run_spec> spec_from_json(const json& j) {
     if (auto& m = j.at("max_runtime_ms"); !m.is_null())
       s.max_runtime = millis{m.get<std::int64_t>()};
     j.at("executor").get_to(s.executor);
+    // Records written before Slurm support have no "slurm".
+    if (auto it = j.find("slurm"); it != j.end()) {
+      auto& slurm = *it;
+      slurm.at("partition").get_to(s.slurm.partition);
+      slurm.at("account").get_to(s.slurm.account);
+      slurm.at("qos").get_to(s.slurm.qos);
+      slurm.at("time").get_to(s.slurm.time);
+      slurm.at("extra_args").get_to(s.slurm.extra_args);
+    }
     j.at("matrix").get_to(s.matrix);
     return s;
   } catch (const json::exception& e) {

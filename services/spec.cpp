@@ -628,6 +628,8 @@ constexpr std::string_view progress_keys[]
     = {"format", "counter", "total", "file", "pattern"};
 constexpr std::string_view artifacts_keys[] = {"checkpoints", "videos"};
 constexpr std::string_view restart_keys[] = {"policy", "max", "backoff"};
+constexpr std::string_view slurm_keys[]
+    = {"partition", "account", "qos", "time", "extra_args"};
 
 /// The section an experiment-level key that is not one belongs to.
 std::string section_of(std::string_view key) {
@@ -642,6 +644,9 @@ std::string section_of(std::string_view key) {
     return "artifacts";
   if (in(restart_keys))
     return "restart";
+  // Not `time`: at this level it is as likely meant as max_runtime.
+  if (key != "time" && in(slurm_keys))
+    return "slurm";
   if (key == "include" || key == "exclude")
     return "matrix";
   return {};
@@ -856,6 +861,191 @@ restart_spec parse_restart(const field& f) {
   return restart;
 }
 
+constexpr std::string_view executors[] = {"local", "slurm"};
+
+/// A partition, account or QOS name as sbatch takes it: one word that
+/// cannot be read as an option; a partition may be a list ("a,b").
+std::string slurm_name_of(const field& f, const std::string& what, bool list) {
+  auto expected = (what == "account" ? "an " : "a ") + what + " name";
+  auto& s = scalar(f, expected);
+  if (s.empty())
+    f.fail("expected " + expected + ", got an empty string");
+  if (s.front() == '-')
+    f.fail("invalid " + what + " '" + s + "': it must not start with '-'");
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c <= ' ' || c == 0x7f)
+      f.fail("invalid " + what + " '" + s
+             + "': it must not contain spaces or control characters");
+    if (c == ',' && !list)
+      f.fail("invalid " + what + " '" + s + "': name one " + what
+             + ", without commas");
+  }
+  return s;
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return c >= '0' && c <= '9';
+  });
+}
+
+/// Slurm's time formats, by shape: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
+/// (any number of digits each), UNLIMITED or INFINITE.
+bool is_slurm_time(std::string_view s) {
+  auto upper = std::string{s};
+  for (auto& c : upper)
+    if (c >= 'a' && c <= 'z')
+      c = static_cast<char>(c - 'a' + 'A');
+  if (upper == "UNLIMITED" || upper == "INFINITE")
+    return true;
+  auto dash = s.find('-');
+  if (dash != std::string_view::npos) {
+    if (!all_digits(s.substr(0, dash)))
+      return false;
+    s.remove_prefix(dash + 1);
+  }
+  std::size_t parts = 0;
+  while (true) {
+    auto colon = s.find(':');
+    if (!all_digits(s.substr(0, colon)))
+      return false;
+    ++parts;
+    if (colon == std::string_view::npos)
+      break;
+    s.remove_prefix(colon + 1);
+  }
+  return parts <= 3;
+}
+
+/// An sbatch option Corral sets itself, and what to write instead.
+struct refused_option {
+  std::string_view name; // long form, without "--"
+  char letter;           // short form, or 0
+  std::string_view instead;
+};
+
+constexpr refused_option refused_options[] = {
+    {"output", 'o', "Corral collects the job's output into the run's logs"},
+    {"error", 'e', "Corral collects the job's output into the run's logs"},
+    {"parsable", 0, "Corral reads sbatch's answer itself"},
+    {"wrap", 0, "the job runs the experiment's command"},
+    {"chdir", 'D', "use cwd: instead"},
+    {"export", 0, "use env: instead"},
+    {"gres", 0, "use gpus: instead"},
+    {"gpus", 'G', "use gpus: instead"},
+    {"cpus-per-task", 'c', "use cpus: instead"},
+    {"mem", 0, "use memory: instead"},
+    {"partition", 'p', "use slurm.partition instead"},
+    {"account", 'A', "use slurm.account instead"},
+    {"qos", 'q', "use slurm.qos instead"},
+    {"time", 't', "use slurm.time instead"},
+    {"job-name", 'J', "Corral names the job after the run"},
+    {"array", 'a', "a matrix becomes one job per run"},
+};
+
+/// sbatch's short options that take no value, so that another may follow
+/// in the same word ("-Qo file").
+constexpr std::string_view flag_letters = "hHOQsuvVW";
+
+/// The option Corral sets itself that `arg` gives, if any: "--mem",
+/// "--mem=4G", "-o", "-o/tmp/x", "-Qo/tmp/x", and abbreviations, which
+/// sbatch (getopt_long) accepts: "--outp=x".
+const refused_option* refused_option_of(std::string_view arg) {
+  if (arg.starts_with("--")) {
+    auto body = arg.substr(2);
+    auto name = body.substr(0, body.find('='));
+    if (name.empty())
+      return nullptr;
+    for (auto& r : refused_options)
+      if (r.name.starts_with(name))
+        return &r;
+    return nullptr;
+  }
+  for (std::size_t i = 1; i < arg.size(); ++i) {
+    for (auto& r : refused_options)
+      if (r.letter != 0 && arg[i] == r.letter)
+        return &r;
+    if (flag_letters.find(arg[i]) == std::string_view::npos)
+      return nullptr;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> parse_extra_args(const field& f) {
+  if (!f.node.IsSequence()) {
+    auto message = "expected a list of strings (sbatch options, one per "
+                   "item), got "
+                   + kind(f.node);
+    if (f.node.IsScalar())
+      message += "; write [" + f.node.Scalar() + "]";
+    f.fail(message);
+  }
+  check_list_length(f, 1'000);
+  std::vector<std::string> args;
+  for (std::size_t i = 0; i < f.node.size(); ++i) {
+    auto item = f.item(i);
+    auto& arg = exec_string(item, "an sbatch option");
+    if (arg.size() < 2 || arg.front() != '-' || arg == "--") {
+      auto message = "'" + arg
+                     + "' is not an sbatch option; extra_args are passed "
+                       "to sbatch as separate arguments, not through a "
+                       "shell";
+      // The likely slip: a value after its option, as on a command line.
+      if (!args.empty() && args.back().starts_with("--")
+          && args.back().find('=') == std::string::npos)
+        message += "; write " + args.back() + "=" + arg;
+      else
+        message += ", so give an option its value with '=' "
+                   "(--constraint=a100)";
+      item.fail(message);
+    }
+    // The option's name, and for a short one the first character after it.
+    auto name_end = arg.starts_with("--") ? arg.find('=') : 3;
+    auto name = std::string_view{arg}.substr(0, name_end);
+    if (name.find_first_of(" \t\n") != std::string_view::npos)
+      item.fail("'" + arg
+                + "' is one argument with a space in it; extra_args are "
+                  "passed to sbatch as separate arguments, not through a "
+                  "shell, so give an option its value with '=' "
+                  "(--constraint=a100)");
+    if (auto* r = refused_option_of(arg)) {
+      auto long_name = "--" + std::string{r->name};
+      auto message = "'" + arg + "'";
+      if (arg != long_name)
+        message += " (" + long_name + ")";
+      item.fail(message + " is set by Corral; " + std::string{r->instead});
+    }
+    args.push_back(arg);
+  }
+  return args;
+}
+
+slurm_spec parse_slurm(const field& f) {
+  slurm_spec slurm;
+  for (auto& e : map_entries(f, slurm_keys, "a map of sbatch settings")) {
+    auto& v = e.value;
+    if (e.key == "partition") {
+      slurm.partition = slurm_name_of(v, "partition", true);
+    } else if (e.key == "account") {
+      slurm.account = slurm_name_of(v, "account", false);
+    } else if (e.key == "qos") {
+      slurm.qos = slurm_name_of(v, "QOS", false);
+    } else if (e.key == "time") {
+      auto& time = scalar(v, "a Slurm time limit");
+      if (!is_slurm_time(time))
+        v.fail("invalid time '" + time
+               + "'; Slurm takes minutes (90), M:S (10:00), H:M:S (1:00:00), "
+                 "D-H (2-12), D-H:M (1-12:30), D-H:M:S (1-00:00:00), or "
+                 "UNLIMITED");
+      slurm.time = time;
+    } else if (e.key == "extra_args") {
+      slurm.extra_args = parse_extra_args(v);
+    }
+  }
+  return slurm;
+}
+
 /// Appends the runs of one experiment to `out`; returns where its name is.
 YAML::Mark parse_experiment(const field& f, const run_spec& defaults,
                             std::vector<run_spec>& out) {
@@ -869,6 +1059,7 @@ YAML::Mark parse_experiment(const field& f, const run_spec& defaults,
   bool has_name = false;
   bool has_command = false;
   std::optional<field> stop_field;
+  const entry* slurm_entry = nullptr;
   for (auto& e : entries) {
     auto& v = e.value;
     if (e.key == "name") {
@@ -914,10 +1105,13 @@ YAML::Mark parse_experiment(const field& f, const run_spec& defaults,
         v.fail("expected a duration > 0, got '" + v.node.Scalar() + "'");
     } else if (e.key == "executor") {
       auto& executor = scalar(v, "an executor name");
-      if (executor != "local")
-        v.fail("executor '" + executor + "' is not supported yet");
+      if (std::find(std::begin(executors), std::end(executors), executor)
+          == std::end(executors))
+        v.fail("unknown executor '" + executor + "' (use local or slurm)");
+      spec.executor = executor;
     } else if (e.key == "slurm") {
-      fail(v.path, e.key_mark, "executor 'slurm' is not supported yet");
+      spec.slurm = parse_slurm(v);
+      slurm_entry = &e;
     }
   }
   if (!has_name)
@@ -931,6 +1125,12 @@ YAML::Mark parse_experiment(const field& f, const run_spec& defaults,
       && spec.artifacts.checkpoints.empty())
     stop_field->fail("checkpoint_signal needs artifacts.checkpoints, the "
                      "pattern that shows when the checkpoint is saved");
+  // Without executor: the daemon's default executor decides, which may be
+  // slurm.
+  if (slurm_entry && spec.executor == "local")
+    fail(slurm_entry->value.path, slurm_entry->key_mark,
+         "slurm: applies only to executor: slurm (this experiment sets "
+         "executor: local)");
   if (points.empty())
     points.emplace_back();
   if (out.size() + points.size() > max_runs_per_file)

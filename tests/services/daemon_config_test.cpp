@@ -4,6 +4,22 @@
 
 using namespace corral;
 
+namespace {
+
+// A config file the daemon refuses, with a message that starts with
+// `start` (file, key, line, column) and says `part`.
+void check_refused(daemon_config& cfg, const std::string& yaml,
+                   const std::string& start, const std::string& part) {
+  auto r = apply_config_file(cfg, yaml, "c.yaml");
+  INFO(yaml);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ec::invalid_spec);
+  CHECK(r.error().message.find(start) == 0);
+  CHECK(r.error().message.find(part) != std::string::npos);
+}
+
+} // namespace
+
 TEST_CASE("a config file lays its keys over the defaults") {
   auto aut = default_daemon_config();
   CHECK(aut.listen == "127.0.0.1:8700");
@@ -53,10 +69,6 @@ TEST_CASE("config errors name the file, key, line and column") {
   CHECK(r.error().code == ec::bad_request);
   CHECK(r.error().message.find("c.yaml: YAML syntax error at line") == 0);
 
-  r = apply_config_file(aut, "executor: slurm\n", "c.yaml");
-  REQUIRE_FALSE(r);
-  CHECK(r.error().message.find("not supported") != std::string::npos);
-
   r = apply_config_file(aut, "gpus: [0, x]\n", "c.yaml");
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("c.yaml: gpus (line 1, column 7)") == 0);
@@ -105,12 +117,7 @@ TEST_CASE("log_rotate sets the size and count of a run's log files") {
   auto fails = [&](const std::string& yaml, const std::string& start,
                    const std::string& part) {
     auto before = aut;
-    auto r = apply_config_file(aut, yaml, "c.yaml");
-    INFO(yaml);
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code == ec::invalid_spec);
-    CHECK(r.error().message.find(start) == 0);
-    CHECK(r.error().message.find(part) != std::string::npos);
+    check_refused(aut, yaml, start, part);
     // Nothing of a refused setting is applied.
     CHECK(aut.log_max_bytes == before.log_max_bytes);
     CHECK(aut.log_keep == before.log_keep);
@@ -139,4 +146,99 @@ TEST_CASE("stop_runs_on_exit is off unless configured") {
   CHECK(aut.stop_runs_on_exit);
   REQUIRE(apply_config_file(aut, "stop_runs_on_exit: false\n", "c.yaml"));
   CHECK_FALSE(aut.stop_runs_on_exit);
+}
+
+TEST_CASE("executor sets the default executor of experiments", "[slurm]") {
+  auto aut = default_daemon_config();
+  CHECK(aut.executor == "local");
+  REQUIRE(apply_config_file(aut, "executor: slurm\n", "c.yaml"));
+  CHECK(aut.executor == "slurm");
+  REQUIRE(apply_config_file(aut, "executor: local\n", "c.yaml"));
+  CHECK(aut.executor == "local");
+
+  auto r = apply_config_file(aut, "executor: pbs\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ec::invalid_spec);
+  CHECK(r.error().message
+        == "c.yaml: executor (line 1, column 11): expected local or slurm, "
+           "got 'pbs'");
+  r = apply_config_file(aut, "executor: [slurm]\n", "c.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message
+        == "c.yaml: executor (line 1, column 11): expected a single value");
+  CHECK(aut.executor == "local");
+}
+
+TEST_CASE("slurm sets where and how Slurm jobs are followed", "[slurm]") {
+  auto aut = default_daemon_config();
+  CHECK(aut.slurm.log_dir.empty()); // <state_dir>/slurm, set at start
+  CHECK(aut.slurm.poll == std::chrono::seconds{2});
+  CHECK(aut.slurm.log_watch == "auto");
+  CHECK(aut.slurm.shim.empty());
+  REQUIRE(apply_config_file(aut,
+                            "executor: slurm\n"
+                            "slurm:\n"
+                            "  log_dir: /shared/corral/\n"
+                            "  poll: 500ms\n"
+                            "  log_watch: poll\n"
+                            "  shim: /shared/bin/../bin/corral-shim\n",
+                            "c.yaml"));
+  CHECK(aut.executor == "slurm");
+  CHECK(aut.slurm.log_dir == "/shared/corral");
+  CHECK(aut.slurm.poll == std::chrono::milliseconds{500});
+  CHECK(aut.slurm.log_watch == "poll");
+  CHECK(aut.slurm.shim == "/shared/bin/corral-shim");
+  // Keys left out keep their value.
+  REQUIRE(apply_config_file(aut, "slurm: {log_watch: inotify, poll: 10m}\n",
+                            "c.yaml"));
+  CHECK(aut.slurm.log_dir == "/shared/corral");
+  CHECK(aut.slurm.log_watch == "inotify");
+  CHECK(aut.slurm.poll == std::chrono::minutes{10});
+  REQUIRE(apply_config_file(aut, "slurm: {log_watch: auto, poll: 100ms}\n",
+                            "c.yaml"));
+  CHECK(aut.slurm.log_watch == "auto");
+  CHECK(aut.slurm.poll == std::chrono::milliseconds{100});
+  REQUIRE(apply_config_file(aut, "slurm: {}\n", "c.yaml"));
+  CHECK(aut.slurm.poll == std::chrono::milliseconds{100});
+
+  auto fails = [&](const std::string& yaml, const std::string& start,
+                   const std::string& part) {
+    auto before = aut;
+    check_refused(aut, yaml, start, part);
+    // Nothing of a refused setting is applied.
+    CHECK(aut.slurm.log_dir == before.slurm.log_dir);
+    CHECK(aut.slurm.poll == before.slurm.poll);
+    CHECK(aut.slurm.log_watch == before.slurm.log_watch);
+    CHECK(aut.slurm.shim == before.slurm.shim);
+  };
+  fails("slurm: /shared\n", "c.yaml: slurm (line 1, column 8)",
+        "expected a map");
+  fails("slurm:\n  log_dir: /x\n  partition: gpu\n",
+        "c.yaml: slurm.partition (line 3, column 14)",
+        "unknown key 'partition' (slurm takes log_dir, poll, log_watch and "
+        "shim)");
+  fails("slurm: {poll: 1s, log_dir: shared/corral}\n",
+        "c.yaml: slurm.log_dir (line 1, column 28)",
+        "expected an absolute path, got 'shared/corral'");
+  fails("slurm: {log_dir: \"\"}\n", "c.yaml: slurm.log_dir",
+        "expected an absolute path");
+  fails("slurm: {log_dir: [/x]}\n", "c.yaml: slurm.log_dir",
+        "expected an absolute path");
+  fails("slurm: {shim: ./corral-shim}\n",
+        "c.yaml: slurm.shim (line 1, column 15)",
+        "expected an absolute path, got './corral-shim'");
+  fails("slurm: {poll: often}\n", "c.yaml: slurm.poll (line 1, column 15)",
+        "often");
+  fails("slurm: {poll: 50ms}\n", "c.yaml: slurm.poll",
+        "50ms is out of range; use 100ms to 10m");
+  fails("slurm: {poll: 11m}\n", "c.yaml: slurm.poll", "use 100ms to 10m");
+  fails("slurm: {poll: [1s]}\n", "c.yaml: slurm.poll", "expected a duration");
+  fails("slurm: {log_watch: fanotify}\n",
+        "c.yaml: slurm.log_watch (line 1, column 20)",
+        "expected auto, inotify or poll, got 'fanotify'");
+  fails("slurm: {log_watch: [poll]}\n", "c.yaml: slurm.log_watch",
+        "expected auto, inotify or poll");
+  // One bad key refuses the whole map.
+  fails("slurm: {log_watch: poll, poll: 1ms}\n", "c.yaml: slurm.poll",
+        "out of range");
 }

@@ -31,6 +31,12 @@ run_spec full_spec() {
   s.artifacts = {"ckpt/*.zip", "videos/**/*.mp4"};
   s.restart = {restart_policy::on_failure, 5, 2500ms};
   s.max_runtime = 3600s;
+  s.executor = "slurm";
+  s.slurm = {"gpu,gpu-long",
+             "proj",
+             "high",
+             "1-00:00:00",
+             {"--constraint=a100", "--exclusive"}};
   s.matrix = {{"lr", "0.1"}};
   return s;
 }
@@ -47,6 +53,8 @@ TEST_CASE("a run spec survives the store unchanged", "[record]") {
   CHECK(back->restart.policy == restart_policy::on_failure);
   CHECK(back->max_runtime == 3600s);
   CHECK(back->memory_bytes == 8ull << 30);
+  CHECK(back->executor == "slurm");
+  CHECK(back->slurm == s.slurm);
 
   run_spec bare; // every optional empty
   auto bare_back = spec_from_json(spec_to_json(bare));
@@ -55,6 +63,20 @@ TEST_CASE("a run spec survives the store unchanged", "[record]") {
   CHECK_FALSE(bare_back->max_runtime);
   CHECK_FALSE(bare_back->stop.checkpoint_signal);
   CHECK(spec_to_json(*bare_back) == spec_to_json(bare));
+}
+
+TEST_CASE("a spec stored before Slurm support still loads", "[record]") {
+  auto j = spec_to_json(full_spec());
+  j.erase("slurm");
+  j["executor"] = "local";
+  auto back = spec_from_json(j);
+  REQUIRE(back);
+  CHECK(back->executor == "local");
+  CHECK(back->slurm == slurm_spec{});
+  // A run spec without executor leaves it to the daemon's default.
+  auto bare = spec_from_json(spec_to_json(run_spec{}));
+  REQUIRE(bare);
+  CHECK(bare->executor.empty());
 }
 
 TEST_CASE("a damaged stored spec is an error naming the key", "[record]") {
@@ -66,6 +88,11 @@ TEST_CASE("a damaged stored spec is an error naming the key", "[record]") {
   j = spec_to_json(full_spec());
   j["gpus"] = "two";
   CHECK_FALSE(spec_from_json(j));
+  j = spec_to_json(full_spec());
+  j["slurm"].erase("time");
+  r = spec_from_json(j);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("time") != std::string::npos);
 }
 
 TEST_CASE("a run view and its events survive the store", "[record]") {

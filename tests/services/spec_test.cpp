@@ -119,7 +119,8 @@ TEST_CASE("the design's example fills every field of the run spec") {
   CHECK(aut.restart.max == 3);
   CHECK(aut.restart.backoff == 10s);
   CHECK(aut.max_runtime == 12h);
-  CHECK(aut.executor == "local");
+  CHECK(aut.executor.empty()); // the daemon's default
+  CHECK(aut.slurm == slurm_spec{});
 }
 
 TEST_CASE("an experiment with only name and command gets the documented "
@@ -149,7 +150,8 @@ TEST_CASE("an experiment with only name and command gets the documented "
   CHECK(aut.restart.max == 3);
   CHECK(aut.restart.backoff == 10s);
   CHECK_FALSE(aut.max_runtime);
-  CHECK(aut.executor == "local");
+  CHECK(aut.executor.empty());
+  CHECK(aut.slurm == slurm_spec{});
 }
 
 TEST_CASE("resources, limits and the remaining keys are read") {
@@ -180,6 +182,7 @@ TEST_CASE("resources, limits and the remaining keys are read") {
   CHECK(aut.progress.format == "regex");
   CHECK(aut.progress.pattern == R"(step=(?<step>\d+))");
   CHECK(aut.progress.total == 500000.0);
+  CHECK(aut.executor == "local");
 }
 
 TEST_CASE("signals are read by name with or without SIG, or by number") {
@@ -466,13 +469,238 @@ TEST_CASE("invalid experiment names are refused") {
         == "v1.2_b-3");
 }
 
-TEST_CASE("executors other than local are not supported yet") {
-  CHECK(invalid_key("    executor: slurm\n")
-        == "experiments[0].executor (line 4, column 15): executor 'slurm' is "
-           "not supported yet");
-  CHECK(invalid_key("    slurm: {partition: gpu}\n")
-        == "experiments[0].slurm (line 4, column 5): executor 'slurm' is not "
-           "supported yet");
+// ---- executors and slurm ----
+
+TEST_CASE("a slurm experiment reads every sbatch setting", "[slurm]") {
+  auto runs = runs_of(R"(experiments:
+  - name: big
+    command: [python3, train.py]
+    executor: slurm
+    gpus: 2
+    matrix: {seed: [1, 2]}
+    slurm:
+      partition: gpu,gpu-long
+      account: proj-42
+      qos: high
+      time: 1-00:00:00
+      extra_args: [--constraint=a100, --exclusive, -Cfast, --mem-per-cpu=2G,
+                   --time-min=10, -Q]
+)");
+  REQUIRE(runs.size() == 2);
+  for (auto& aut : runs) {
+    CHECK(aut.executor == "slurm");
+    CHECK(aut.slurm.partition == "gpu,gpu-long");
+    CHECK(aut.slurm.account == "proj-42");
+    CHECK(aut.slurm.qos == "high");
+    CHECK(aut.slurm.time == "1-00:00:00");
+    CHECK(aut.slurm.extra_args
+          == std::vector<std::string>{"--constraint=a100", "--exclusive",
+                                      "-Cfast", "--mem-per-cpu=2G",
+                                      "--time-min=10", "-Q"});
+  }
+}
+
+TEST_CASE("slurm: without executor is left to the daemon's default",
+          "[slurm]") {
+  auto aut = one_run("experiments:\n"
+                     "  - name: a\n"
+                     "    command: [x]\n"
+                     "    slurm: {partition: gpu}\n");
+  CHECK(aut.executor.empty());
+  CHECK(aut.slurm.partition == "gpu");
+  CHECK(aut.slurm.account.empty());
+  CHECK(aut.slurm.extra_args.empty());
+  CHECK(one_run("experiments:\n"
+                "  - name: a\n"
+                "    command: [x]\n"
+                "    slurm: {}\n")
+            .slurm
+        == slurm_spec{});
+}
+
+TEST_CASE("executor is local or slurm", "[slurm]") {
+  CHECK(one_run("experiments:\n  - name: a\n    command: [x]\n"
+                "    executor: slurm\n")
+            .executor
+        == "slurm");
+  CHECK(invalid_key("    executor: pbs\n")
+        == "experiments[0].executor (line 4, column 15): unknown executor "
+           "'pbs' (use local or slurm)");
+  CHECK(invalid_key("    executor: [local]\n")
+        == "experiments[0].executor (line 4, column 15): expected an executor "
+           "name, got a list");
+}
+
+TEST_CASE("slurm: with executor local is refused", "[slurm]") {
+  auto message = "experiments[0].slurm (line 4, column 5): slurm: applies "
+                 "only to executor: slurm (this experiment sets executor: "
+                 "local)";
+  CHECK(invalid_key("    slurm: {partition: gpu}\n    executor: local\n")
+        == message);
+  CHECK(invalid_key("    slurm: {}\n    executor: local\n") == message);
+}
+
+TEST_CASE("slurm takes only its own keys, as a map", "[slurm]") {
+  CHECK(invalid_key("    slurm: {partition: gpu, nodes: 2}\n")
+        == "experiments[0].slurm.nodes (line 4, column 29): unknown key "
+           "'nodes'; expected one of: partition, account, qos, time, "
+           "extra_args");
+  CHECK(invalid_key("    slurm: {partiton: gpu}\n")
+        == "experiments[0].slurm.partiton (line 4, column 13): unknown key "
+           "'partiton'; did you mean 'partition'?");
+  CHECK(invalid_key("    slurm: gpu\n")
+        == "experiments[0].slurm (line 4, column 12): expected a map of "
+           "sbatch settings, got 'gpu'");
+  CHECK(invalid_key("    partition: gpu\n")
+        == "experiments[0].partition (line 4, column 5): unknown key "
+           "'partition'; it belongs under slurm:");
+}
+
+TEST_CASE("partition, account and qos are single words sbatch cannot "
+          "mistake",
+          "[slurm]") {
+  CHECK(invalid_key("    slurm: {partition: \"\"}\n")
+        == "experiments[0].slurm.partition (line 4, column 24): expected a "
+           "partition name, got an empty string");
+  CHECK(invalid_key("    slurm: {partition: \"gpu long\"}\n")
+        == "experiments[0].slurm.partition (line 4, column 24): invalid "
+           "partition 'gpu long': it must not contain spaces or control "
+           "characters");
+  CHECK(invalid_key("    slurm: {account: -x}\n")
+        == "experiments[0].slurm.account (line 4, column 22): invalid "
+           "account '-x': it must not start with '-'");
+  CHECK(invalid_key("    slurm: {qos: \"a,b\"}\n")
+        == "experiments[0].slurm.qos (line 4, column 18): invalid QOS 'a,b': "
+           "name one QOS, without commas");
+  CHECK(invalid_key("    slurm: {account: [a]}\n")
+        == "experiments[0].slurm.account (line 4, column 22): expected an "
+           "account name, got a list");
+}
+
+TEST_CASE("slurm.time takes Slurm's own formats", "[slurm]") {
+  for (auto time :
+       {"30", "0", "10:00", "1:00:00", "1-00:00:00", "2-12", "1-12:30",
+        "100:00:00", "UNLIMITED", "INFINITE", "unlimited"}) {
+    INFO(time);
+    CHECK(one_run("experiments:\n  - name: a\n    command: [x]\n"
+                  "    slurm: {time: \""
+                  + std::string{time} + "\"}\n")
+              .slurm.time
+          == time);
+  }
+  // Unquoted, YAML keeps the text as written.
+  CHECK(one_run("experiments:\n  - name: a\n    command: [x]\n"
+                "    slurm:\n      time: 1:30:00\n")
+            .slurm.time
+        == "1:30:00");
+  for (auto time : {"1 day", "1-", "::", "", "1h", "-1", "1:2:3:4", "1-2-3",
+                    "1-1:2:3:4", ":30", "30:", "1.5"}) {
+    INFO(time);
+    auto message
+        = invalid_key("    slurm: {time: \"" + std::string{time} + "\"}\n");
+    CHECK_THAT(message,
+               Catch::StartsWith("experiments[0].slurm.time (line 4, column "
+                                 "19): invalid time '"
+                                 + std::string{time} + "'"));
+    CHECK_THAT(message, Catch::Contains("90") && Catch::Contains("10:00")
+                            && Catch::Contains("D-H:M:S (1-00:00:00)")
+                            && Catch::Contains("UNLIMITED"));
+  }
+}
+
+TEST_CASE("slurm.extra_args is a list of sbatch options", "[slurm]") {
+  CHECK(invalid_key("    slurm: {extra_args: --exclusive}\n")
+        == "experiments[0].slurm.extra_args (line 4, column 25): expected a "
+           "list of strings (sbatch options, one per item), got "
+           "'--exclusive'; write [--exclusive]");
+  CHECK(invalid_key("    slurm: {extra_args: {a: b}}\n")
+        == "experiments[0].slurm.extra_args (line 4, column 25): expected a "
+           "list of strings (sbatch options, one per item), got a map");
+  CHECK(invalid_key("    slurm: {extra_args: [xyz]}\n")
+        == "experiments[0].slurm.extra_args[0] (line 4, column 26): 'xyz' is "
+           "not an sbatch option; extra_args are passed to sbatch as "
+           "separate arguments, not through a shell, so give an option its "
+           "value with '=' (--constraint=a100)");
+  CHECK(invalid_key("    slurm: {extra_args: [--constraint, a100]}\n")
+        == "experiments[0].slurm.extra_args[1] (line 4, column 40): 'a100' "
+           "is not an sbatch option; extra_args are passed to sbatch as "
+           "separate arguments, not through a shell; write "
+           "--constraint=a100");
+  CHECK_THAT(invalid_key("    slurm: {extra_args: [\"--constraint a100\"]}\n"),
+             Catch::StartsWith("experiments[0].slurm.extra_args[0] (line 4, "
+                               "column 26): '--constraint a100' is one "
+                               "argument with a space in it"));
+  CHECK_THAT(invalid_key("    slurm: {extra_args: [\"-C a100\"]}\n"),
+             Catch::Contains("'-C a100' is one argument with a space"));
+  for (auto arg : {"-", "--", "\"\""})
+    CHECK_THAT(
+        invalid_key("    slurm: {extra_args: [" + std::string{arg} + "]}\n"),
+        Catch::Contains("is not an sbatch option"));
+  CHECK(invalid_key("    slurm: {extra_args: [[a]]}\n")
+        == "experiments[0].slurm.extra_args[0] (line 4, column 26): expected "
+           "an sbatch option, got a list");
+}
+
+TEST_CASE("extra_args cannot set what Corral sets itself", "[slurm]") {
+  auto refused = [](const std::string& arg) {
+    return invalid_key("    slurm: {extra_args: [--exclusive, \"" + arg
+                       + "\"]}\n");
+  };
+  auto at = std::string{"experiments[0].slurm.extra_args[1] (line 4, column "
+                        "39): "};
+  CHECK(refused("--mem=4G")
+        == at + "'--mem=4G' (--mem) is set by Corral; use memory: instead");
+  CHECK(refused("--mem")
+        == at + "'--mem' is set by Corral; use memory: instead");
+  CHECK(refused("-o/tmp/x")
+        == at
+               + "'-o/tmp/x' (--output) is set by Corral; Corral collects the "
+                 "job's output into the run's logs");
+  // What each option family is told to use instead.
+  struct family {
+    std::vector<std::string> forms;
+    std::string long_name;
+    std::string instead;
+  };
+  std::vector<family> families = {
+      {{"--output", "--output=x", "-o", "-ox", "--outp=x", "-Qo", "-vvox"},
+       "--output",
+       "Corral collects the job's output"},
+      {{"--error=x", "-e", "-ex"}, "--error", "Corral collects the job's"},
+      {{"--parsable"}, "--parsable", "Corral reads sbatch's answer"},
+      {{"--wrap=python x.py"}, "--wrap", "the experiment's command"},
+      {{"--chdir=/x", "-D", "-D/x"}, "--chdir", "use cwd:"},
+      {{"--export=ALL", "--export"}, "--export", "use env:"},
+      {{"--gres=gpu:2", "--gres"}, "--gres", "use gpus:"},
+      {{"--gpus=2", "-G", "-G2"}, "--gpus", "use gpus:"},
+      {{"--cpus-per-task=4", "-c", "-c4"}, "--cpus-per-task", "use cpus:"},
+      {{"--mem=8G", "--mem"}, "--mem", "use memory:"},
+      {{"--partition=gpu", "-p", "-pgpu"},
+       "--partition",
+       "use slurm.partition"},
+      {{"--account=x", "-A", "-Ax"}, "--account", "use slurm.account"},
+      {{"--qos=high", "-q", "-qhigh"}, "--qos", "use slurm.qos"},
+      {{"--time=10", "-t", "-t10"}, "--time", "use slurm.time"},
+      {{"--job-name=x", "-J", "-Jx"},
+       "--job-name",
+       "Corral names the job after the run"},
+      {{"--array=1-4", "-a", "-a1-4"}, "--array", "one job per run"},
+  };
+  for (auto& f : families)
+    for (auto& form : f.forms) {
+      INFO(form);
+      auto message = refused(form);
+      CHECK_THAT(message, Catch::StartsWith(at + "'" + form + "'"));
+      CHECK_THAT(message, Catch::Contains(f.long_name)
+                              && Catch::Contains("is set by Corral")
+                              && Catch::Contains(f.instead));
+    }
+  // Options that only resemble refused ones pass.
+  auto aut = one_run("experiments:\n  - name: a\n    command: [x]\n"
+                     "    slurm:\n      extra_args: [--mem-per-gpu=8G, "
+                     "--gres-flags=enforce-binding, --time-min=5, "
+                     "--export-file=/x, -Cgpu, --gpus-per-node=1, -v]\n");
+  CHECK(aut.slurm.extra_args.size() == 7);
 }
 
 // ---- types and values ----
