@@ -13,6 +13,19 @@
 
 namespace corral::shim {
 
+std::vector<proc_stat> tree_processes() {
+  auto self = ::getpid();
+  auto pids = descendants_of(self);
+  std::unordered_set<int> tree(pids.begin(), pids.end());
+  tree.insert(self);
+  std::vector<proc_stat> out;
+  for (auto pid : pids)
+    if (auto st = read_proc_stat(pid);
+        st && st->state != 'Z' && tree.count(st->ppid))
+      out.push_back(std::move(*st));
+  return out;
+}
+
 leftovers::leftovers(std::optional<cgroup> cg) : cg_(std::move(cg)) {
   if (!cg_)
     return;
@@ -45,10 +58,7 @@ bool leftovers::empty() {
     // A cgroup that is gone has no members.
     return !ev || !ev->populated;
   }
-  for (auto pid : descendants_of(::getpid()))
-    if (auto st = read_proc_stat(pid); st && st->state != 'Z')
-      return false;
-  return true;
+  return tree_processes().empty();
 }
 
 int leftovers::signal_new(int sig) {
@@ -102,21 +112,13 @@ int leftovers::signal_pass(int sig) {
     }
     return found;
   }
-  auto self = ::getpid();
-  auto pids = descendants_of(self);
-  std::unordered_set<int> tree(pids.begin(), pids.end());
-  tree.insert(self);
-  for (auto pid : pids) {
-    // The parent check ties this stat to the scan: a recycled pid would
-    // have a parent outside the tree. The start time then pins it (the
-    // check signal_process_safely makes).
-    auto st = read_proc_stat(pid);
-    if (!st || st->state == 'Z' || !tree.count(st->ppid))
+  // tree_processes() ties each stat to the walk; the start time then pins
+  // the process (the check signal_process_safely makes).
+  for (auto& st : tree_processes()) {
+    if (!signalled_.insert({st.pid, st.starttime}).second)
       continue;
-    if (!signalled_.insert({pid, st->starttime}).second)
-      continue;
-    if (auto fd = pidfd::open(pid, st->starttime))
-      send_with_cont(*fd, sig, st->state);
+    if (auto fd = pidfd::open(st.pid, st.starttime))
+      send_with_cont(*fd, sig, st.state);
     ++found;
   }
   return found;
@@ -128,14 +130,8 @@ void leftovers::kill() {
     (void)cg_->kill();
     return;
   }
-  auto self = ::getpid();
-  auto pids = descendants_of(self);
-  std::unordered_set<int> tree(pids.begin(), pids.end());
-  tree.insert(self);
-  for (auto pid : pids)
-    if (auto st = read_proc_stat(pid);
-        st && st->state != 'Z' && tree.count(st->ppid))
-      (void)signal_process_safely(pid, st->starttime, SIGKILL);
+  for (auto& st : tree_processes())
+    (void)signal_process_safely(st.pid, st.starttime, SIGKILL);
 }
 
 } // namespace corral::shim

@@ -5,6 +5,7 @@
 /// parents died, setsid() escapees included, are still its descendants).
 
 #include "services/cgroup.hpp"
+#include "services/proc.hpp"
 #include "services/unique_fd.hpp"
 
 #include <chrono>
@@ -13,8 +14,15 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace corral::shim {
+
+/// Every live process of the shim's tree (its descendants, zombies left
+/// out), from one walk of /proc. Each stat is tied to the walk by its
+/// parent being in the tree: a pid that a process outside the run
+/// recycled meanwhile has a parent outside it and is left out.
+std::vector<proc_stat> tree_processes();
 
 class leftovers {
 public:

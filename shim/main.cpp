@@ -30,6 +30,7 @@
 #include "shim/log.hpp"
 #include "shim/options.hpp"
 #include "shim/rotating_log.hpp"
+#include "shim/suspend.hpp"
 #include "shim/trainer.hpp"
 
 namespace corral::shim {
@@ -48,6 +49,9 @@ constexpr int pipe_capacity = 1 << 20;
 /// Once the tree is gone, only a process outside it (one that was handed
 /// the pipe) could hold the pipes open; don't wait for it forever.
 constexpr auto drain_limit = 5s;
+/// How long a suspend waits for the tree to show stopped. (Slurm stops or
+/// freezes the job about 2 s after its SIGTSTP anyway.)
+constexpr auto suspend_limit = 5s;
 
 /// One output stream of the tree: the pipe it writes and the log file.
 struct stream {
@@ -90,9 +94,26 @@ void ignore_stray_signals() {
     (void)::sigaction(sig, &ign, nullptr);
 }
 
-void report(unique_fd& status, const std::string& line) {
+/// The report to the daemon: on the status pipe (fd 3, which need not be a
+/// pipe, or even open), and into --report-file when there is one.
+/// `file_suffix` is appended to the file's line only.
+void report(const options& opts, logger& log, unique_fd& status,
+            const std::string& line, const std::string& file_suffix = {}) {
   if (status)
     (void)write_all(status.get(), line + "\n");
+  if (opts.report_file
+      && !write_file_atomically(*opts.report_file, line + file_suffix + "\n"))
+    log.warn("cannot write the report file %s: %s", opts.report_file->c_str(),
+             std::strerror(errno));
+}
+
+/// " <host name>": where the run is, for a daemon that asked Slurm to
+/// place it.
+std::string host_suffix() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0)
+    return " unknown";
+  return std::string{" "} + host;
 }
 
 std::string join(const std::vector<std::string>& argv) {
@@ -111,7 +132,9 @@ int fail_to_start(const options& opts, logger& log, unique_fd& status,
   if (!written)
     log.warn("cannot write the exit file in %s: %s", opts.run_dir.c_str(),
              std::strerror(errno));
-  report(status, "exec_error " + message);
+  report(opts, log, status, "exec_error " + message);
+  if (opts.exit_like_main)
+    return rec.code;
   return written ? 0 : 1;
 }
 
@@ -163,9 +186,45 @@ void reap(main_process& main, logger& log) {
   }
 }
 
-void drain_signalfd(int fd) {
+/// Every signal the signalfd holds, in the order read.
+std::vector<int> drain_signalfd(int fd) {
+  std::vector<int> sigs;
   signalfd_siginfo info[8];
-  while (::read(fd, info, sizeof info) > 0) {
+  for (;;) {
+    auto n = ::read(fd, info, sizeof info);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return sigs;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof info[0];
+         ++i)
+      sigs.push_back(static_cast<int>(info[i].ssi_signo));
+  }
+}
+
+/// Acts on a signal the shim was sent (other than SIGCHLD): suspend,
+/// resume, or passing it on to the main process (--forward). Runs before
+/// reap() in the same round, so an unreaped main process cannot have a
+/// recycled pid.
+void on_signal(const options& opts, const main_process& main, int sig,
+               logger& log) {
+  if (opts.suspend_file && sig == SIGTSTP) {
+    suspend_tree(*opts.suspend_file, suspend_limit, log);
+  } else if (opts.suspend_file && sig == SIGCONT) {
+    resume_tree(*opts.suspend_file, log);
+  } else if (std::binary_search(opts.forward.begin(), opts.forward.end(),
+                                sig)) {
+    if (main.wait_status) {
+      // The shim is ending the leftovers already (or has).
+      log.info("ignores %s: main process %d has exited",
+               signal_name(sig).c_str(), main.pid);
+    } else if (::kill(main.pid, sig) == 0) {
+      log.info("forwards %s to main process %d", signal_name(sig).c_str(),
+               main.pid);
+    } else {
+      log.warn("cannot forward %s to main process %d: %s",
+               signal_name(sig).c_str(), main.pid, std::strerror(errno));
+    }
   }
 }
 
@@ -262,7 +321,9 @@ bool supervise(const options& opts, main_process& main, stream& out,
       if (fds[i].revents == 0)
         continue;
       if (fds[i].fd == sigfd.get()) {
-        drain_signalfd(sigfd.get());
+        for (int sig : drain_signalfd(sigfd.get()))
+          if (sig != SIGCHLD)
+            on_signal(opts, main, sig, log);
         reap(main, log);
         // A reaped orphan may have been the last of the tree.
         scan = true;
@@ -280,7 +341,9 @@ bool supervise(const options& opts, main_process& main, stream& out,
   return true;
 }
 
-/// Leaves the exit file and says goodbye; the shim's exit code.
+/// Leaves the exit file and says goodbye; the shim's exit code: 0 (1 when
+/// the exit file could not be written), or with --exit-like-main the main
+/// process's exit code, 128 + the signal that killed it.
 int finish(const options& opts, main_process& main, logger& log) {
   reap(main, log);
   int ws = *main.wait_status;
@@ -289,14 +352,18 @@ int finish(const options& opts, main_process& main, logger& log) {
   rec.code = WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws);
   rec.pid = main.pid;
   rec.ended_at_ms = main.ended_at_ms;
+  int code = 0;
+  if (opts.exit_like_main)
+    code = WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : WEXITSTATUS(ws);
   if (!write_exit_record(opts.run_dir, rec)) {
     log.warn("cannot write the exit file in %s: %s", opts.run_dir.c_str(),
              std::strerror(errno));
-    return 1;
+    // Slurm's exit code still tells what the trainer did.
+    return opts.exit_like_main ? code : 1;
   }
-  log.info("writes the exit file (%s, code %d) and exits", rec.status.c_str(),
-           rec.code);
-  return 0;
+  log.info("writes the exit file (%s, code %d) and exits with %d",
+           rec.status.c_str(), rec.code, code);
+  return code;
 }
 
 int run(int argc, char** argv) {
@@ -312,10 +379,24 @@ int run(int argc, char** argv) {
 
   auto parsed = parse_options(argc, argv);
   if (!parsed) {
-    report(status, "exec_error " + parsed.error().message);
+    if (status)
+      (void)write_all(status.get(),
+                      "exec_error " + parsed.error().message + "\n");
     return 2;
   }
   const auto& opts = *parsed;
+  // The signals the shim acts on come through the signalfd too; blocked
+  // now, before the fork (the child empties its mask before exec). Blocked
+  // signals are queued even while their disposition is "ignore", and
+  // blocking SIGCONT does not keep it from continuing the shim.
+  sigset_t caught = chld;
+  for (int sig : opts.forward)
+    sigaddset(&caught, sig);
+  if (opts.suspend_file) {
+    sigaddset(&caught, SIGTSTP);
+    sigaddset(&caught, SIGCONT);
+  }
+  (void)::sigprocmask(SIG_BLOCK, &caught, nullptr);
 
   logger log;
   (void)log.open(opts.run_dir + "/shim.log");
@@ -323,6 +404,12 @@ int run(int argc, char** argv) {
            opts.cgroup_dir ? " with cgroup " : " without a cgroup",
            opts.cgroup_dir ? opts.cgroup_dir->c_str() : "",
            join(opts.argv).c_str());
+  if (!opts.forward.empty()) {
+    std::string names;
+    for (int sig : opts.forward)
+      names += " " + signal_name(sig);
+    log.info("forwards to the main process:%s", names.c_str());
+  }
   // Orphans of the tree (setsid() escapees whose parents died) come to us,
   // not to init: we reap them and can still find them to end them.
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
@@ -352,7 +439,7 @@ int run(int argc, char** argv) {
     (void)::fcntl(fds[0], F_SETFL, O_NONBLOCK);
   }
 
-  unique_fd sigfd{::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)};
+  unique_fd sigfd{::signalfd(-1, &caught, SFD_NONBLOCK | SFD_CLOEXEC)};
   if (!sigfd)
     return fail_to_start(opts, log, status,
                          std::string{"cannot create a signalfd: "}
@@ -374,8 +461,10 @@ int run(int argc, char** argv) {
   auto starttime = st ? st->starttime : 0;
   log.info("starts main process %d (start time %llu)", main.pid,
            static_cast<unsigned long long>(starttime));
-  report(status, "started " + std::to_string(main.pid) + " "
-                     + std::to_string(starttime));
+  report(opts, log, status,
+         "started " + std::to_string(main.pid) + " "
+             + std::to_string(starttime),
+         host_suffix());
   status.reset();
 
   if (!supervise(opts, main, out, err, sigfd, log))

@@ -1,6 +1,8 @@
 #include "shim/options.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <csignal>
 #include <optional>
 #include <string_view>
 
@@ -15,7 +17,9 @@ error usage(std::string what) {
                     "corral-shim: " + what
                         + " (usage: corral-shim --run-dir DIR [--cgroup DIR]"
                           " --cwd DIR --stop-signal N --grace-ms N"
-                          " [--log-max-bytes N] [--log-keep N] -- ARGV0"
+                          " [--log-max-bytes N] [--log-keep N]"
+                          " [--forward SIG[,SIG...]] [--suspend-file PATH]"
+                          " [--report-file PATH] [--exit-like-main] -- ARGV0"
                           " ARGS...)");
 }
 
@@ -29,6 +33,33 @@ std::optional<T> positive(std::string_view text) {
   return v;
 }
 
+/// Adds the signals of a --forward value ("10,15", "USR1,TERM") to out;
+/// the error says which one is wrong.
+status add_forwarded(std::string_view value, std::vector<int>& out) {
+  std::size_t start = 0;
+  for (;;) {
+    auto comma = value.find(',', start);
+    auto item = value.substr(start, comma == std::string_view::npos
+                                        ? std::string_view::npos
+                                        : comma - start);
+    auto sig = parse_signal(item);
+    if (!sig)
+      return usage("--forward wants signal numbers separated by commas; '"
+                   + std::string{item} + "' in '" + std::string{value}
+                   + "' is not one");
+    // The kernel does not let these be caught; the shim needs SIGCHLD,
+    // SIGTSTP and SIGCONT itself; glibc keeps 32 and 33 (below SIGRTMIN)
+    // for its threads and never blocks them.
+    if (*sig == SIGKILL || *sig == SIGSTOP || *sig == SIGCHLD || *sig == SIGCONT
+        || *sig == SIGTSTP || (*sig >= 32 && *sig < SIGRTMIN))
+      return usage("--forward cannot forward " + signal_name(*sig));
+    out.push_back(*sig);
+    if (comma == std::string_view::npos)
+      return ok;
+    start = comma + 1;
+  }
+}
+
 } // namespace
 
 result<options> parse_options(int argc, char** argv) {
@@ -40,6 +71,10 @@ result<options> parse_options(int argc, char** argv) {
     if (flag == "--") {
       ++i;
       break;
+    }
+    if (flag == "--exit-like-main") {
+      opts.exit_like_main = true;
+      continue;
     }
     if (i + 1 >= argc)
       return usage("missing value for " + std::string{flag});
@@ -82,6 +117,14 @@ result<options> parse_options(int argc, char** argv) {
                      + std::to_string(max_log_keep) + ", not '"
                      + std::string{value} + "'");
       opts.log_keep = *n;
+    } else if (flag == "--forward") {
+      if (auto added = add_forwarded(value, opts.forward); !added)
+        return added.error();
+    } else if (flag == "--suspend-file" || flag == "--report-file") {
+      if (value.empty())
+        return usage(std::string{flag} + " wants a path");
+      (flag == "--suspend-file" ? opts.suspend_file : opts.report_file)
+          = std::string{value};
     } else {
       return usage("unknown flag " + std::string{flag});
     }
@@ -90,6 +133,9 @@ result<options> parse_options(int argc, char** argv) {
     return usage("--run-dir is required");
   if (!have_cwd)
     return usage("--cwd is required");
+  std::sort(opts.forward.begin(), opts.forward.end());
+  opts.forward.erase(std::unique(opts.forward.begin(), opts.forward.end()),
+                     opts.forward.end());
   for (; i < argc; ++i)
     opts.argv.emplace_back(argv[i]);
   if (opts.argv.empty() || opts.argv[0].empty())
