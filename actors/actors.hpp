@@ -9,10 +9,12 @@
 #include <vector>
 
 #include "services/api_backend.hpp"
+#include "services/command.hpp"
 #include "services/local_executor.hpp"
 #include "services/result.hpp"
 #include "services/run_spec.hpp"
 #include "services/run_view.hpp"
+#include "services/slurm.hpp"
 #include "services/state_store.hpp"
 
 namespace corral {
@@ -27,6 +29,15 @@ using json_result = result<nlohmann::json>;
 using artifacts_result = result<artifact_report>;
 using artifact_result = result<artifact>;
 using node_result = result<node_report>;
+using command_result = result<command_output>;
+using command_list = std::vector<std::vector<std::string>>;
+
+/// squeue's word on one job a run watches.
+struct slurm_report {
+  std::string job_id;
+  bool listed = false; // false: squeue no longer knows the job
+  slurm_job job;
+};
 
 } // namespace corral
 
@@ -52,6 +63,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::run_filter)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::stop_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::shim_report)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::store_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::command_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::command_list)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(corral::slurm_report)
 
 namespace corral {
 
@@ -87,6 +101,10 @@ using node = caf::atom_constant<caf::atom("node")>;
 using persist = caf::atom_constant<caf::atom("persist")>;
 using flush = caf::atom_constant<caf::atom("flush")>;
 using beat = caf::atom_constant<caf::atom("beat")>;
+using slurm = caf::atom_constant<caf::atom("slurm")>;
+using watch = caf::atom_constant<caf::atom("watch")>;
+using unwatch = caf::atom_constant<caf::atom("unwatch")>;
+using job = caf::atom_constant<caf::atom("job")>;
 } // namespace atom
 
 /// The state store (SQLite): commits the changes the actors send, off
@@ -144,7 +162,22 @@ using run_actor = caf::typed_actor<
     /// Periodic observation of the tree (external SIGSTOP/SIGCONT).
     caf::reacts_to<atom::tick>,
     /// A timer of the given kind and generation fired.
-    caf::reacts_to<atom::deadline, std::string, std::uint64_t>>;
+    caf::reacts_to<atom::deadline, std::string, std::uint64_t>,
+    /// squeue's word on the run's Slurm job (from the slurm actor).
+    caf::reacts_to<atom::job, slurm_report>>;
+
+/// The one client of the Slurm controller (detached: the commands block
+/// its own thread only). Runs the runs' commands in the order they come,
+/// and asks squeue about every watched job with one call per poll.
+using slurm_actor = caf::typed_actor<
+    /// Runs the commands in order, stopping at the first that fails; the
+    /// answer is the last one run.
+    caf::replies_to<atom::slurm, command_list>::with<command_result>,
+    /// Report this job's state to this run after every poll.
+    caf::reacts_to<atom::watch, std::string, run_actor>,
+    caf::reacts_to<atom::unwatch, std::string>,
+    /// Time to poll.
+    caf::reacts_to<atom::tick>>;
 
 /// Knows every run by id; creates and forgets runs.
 using registry_actor = caf::typed_actor<

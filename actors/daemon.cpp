@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/registry.hpp"
+#include "actors/slurm.hpp"
 #include "actors/store.hpp"
 #include "services/reactor.hpp"
 #include "services/run_record.hpp"
@@ -108,6 +109,7 @@ struct daemon_runtime::impl {
   std::unique_ptr<caf::actor_system> sys;
   registry_actor registry;
   store_actor store;
+  slurm_actor slurm;
   std::unique_ptr<actor_backend> backend;
 };
 
@@ -163,6 +165,15 @@ daemon_runtime::daemon_runtime(runtime_options opts)
         = impl_->sys->spawn<caf::detached>(store, std::move(db), millis{200});
     rc.store = impl_->store;
   }
+  rc.default_executor = opts.default_executor;
+  if (opts.slurm) {
+    // Slurm's commands block for as long as the controller takes: on a
+    // thread of their own.
+    slurm_config sc;
+    sc.poll = opts.slurm_poll;
+    impl_->slurm = impl_->sys->spawn<caf::detached>(slurm_client, sc);
+    rc.slurm = impl_->slurm;
+  }
   impl_->registry = impl_->sys->spawn(registry, std::move(rc));
   impl_->backend = std::make_unique<actor_backend>(*impl_->sys, impl_->registry,
                                                    impl_->listings);
@@ -175,6 +186,10 @@ daemon_runtime::~daemon_runtime() {
   if (impl_->store) {
     caf::anon_send_exit(impl_->store, caf::exit_reason::user_shutdown);
     impl_->store = nullptr;
+  }
+  if (impl_->slurm) {
+    caf::anon_send_exit(impl_->slurm, caf::exit_reason::user_shutdown);
+    impl_->slurm = nullptr;
   }
   // Actors go first (they unwatch from the reactor), then the reactor.
   impl_->sys.reset();

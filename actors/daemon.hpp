@@ -21,6 +21,12 @@ struct runtime_options {
   millis starvation_timeout = std::chrono::minutes{10};
   /// The state store's file; empty: nothing is kept across restarts.
   std::string store_path;
+  /// The executor of experiments that do not name one.
+  std::string default_executor = "local";
+  /// A Slurm client is started (sbatch, squeue, scontrol and scancel are
+  /// on PATH) and asks squeue this often.
+  bool slurm = false;
+  millis slurm_poll = std::chrono::seconds{2};
 };
 
 class daemon_runtime {

@@ -27,18 +27,29 @@ sched_request request_of(const std::string& id, const run_spec& spec,
   sched_request req;
   req.id = id;
   req.experiment = spec.experiment;
-  req.gpus = spec.gpus;
   req.priority = spec.priority;
   req.seq = seq;
   req.max_concurrent = spec.max_concurrent;
-  req.cpus = spec.cpus.value_or(0);
-  req.memory = spec.memory_bytes.value_or(0);
+  if (spec.executor != "slurm") { // the cluster's resources, not ours
+    req.gpus = spec.gpus;
+    req.cpus = spec.cpus.value_or(0);
+    req.memory = spec.memory_bytes.value_or(0);
+  }
   return req;
+}
+
+// The scheduler that starts this run: this node's, or the Slurm runs'.
+scheduler& sched_of(self_ptr self, const std::string& id) {
+  auto& st = self->state;
+  auto it = st.specs.find(id);
+  if (it != st.specs.end() && it->second.executor == "slurm")
+    return *st.slurm_sched;
+  return *st.sched;
 }
 
 void fill_queue_position(self_ptr self, run_view& v) {
   if (v.state == run_state::queued && !v.retry_at)
-    v.queue_position = self->state.sched->queue_position(v.id);
+    v.queue_position = sched_of(self, v.id).queue_position(v.id);
 }
 
 // Asks every run in `ids` for its view and delivers them in that order.
@@ -89,17 +100,18 @@ void schedule(self_ptr self) {
   if (st.shutting_down)
     return;
   auto now = scheduler::clock::now();
-  for (auto& p : st.sched->schedule(now)) {
-    auto it = st.runs.find(p.id);
-    if (it == st.runs.end()) {
-      st.sched->release(p.id);
-      continue;
+  for (auto* sched : {st.sched.get(), st.slurm_sched.get()})
+    for (auto& p : sched->schedule(now)) {
+      auto it = st.runs.find(p.id);
+      if (it == st.runs.end()) {
+        sched->release(p.id);
+        continue;
+      }
+      if (!p.gpus.empty())
+        spdlog::info("registry places run/{} on GPU {}", p.id,
+                     fmt::join(p.gpus, ","));
+      self->send(it->second, atom::start::value, p.gpus);
     }
-    if (!p.gpus.empty())
-      spdlog::info("registry places run/{} on GPU {}", p.id,
-                   fmt::join(p.gpus, ","));
-    self->send(it->second, atom::start::value, p.gpus);
-  }
   // One wake-up per deadline, however often the queue is looked at.
   if (auto next = st.sched->next_deadline(); next && next != st.tick_at) {
     st.tick_at = next;
@@ -166,6 +178,7 @@ void create_run(self_ptr self, const std::string& id, run_spec tmpl,
   rc.inventory = st.cfg.inventory;
   rc.registry = caf::actor_cast<registry_actor>(self);
   rc.store = st.cfg.store;
+  rc.slurm = st.cfg.slurm;
   auto seq
       = restored ? static_cast<std::uint64_t>(restored->seq) : st.next_seq++;
   rc.seq = static_cast<std::int64_t>(seq);
@@ -181,12 +194,15 @@ void create_run(self_ptr self, const std::string& id, run_spec tmpl,
   st.templates.emplace(id, std::move(tmpl));
   st.specs.emplace(id, std::move(spec));
   st.order.push_back(id);
-  if (!stored_view || stored_view->state == run_state::queued)
-    st.sched->enqueue(req, scheduler::clock::now());
+  auto& sched = sched_of(self, id);
+  if (!stored_view
+      || (stored_view->state == run_state::queued
+          && !stored_view->slurm_job_id))
+    sched.enqueue(req, scheduler::clock::now());
   else if (is_ended(stored_view->state))
     st.ended.insert(id);
-  else
-    st.sched->adopt(req, stored_view->gpus);
+  else // active, or a job Slurm keeps pending: the run follows it
+    sched.adopt(req, stored_view->gpus);
 }
 
 // Takes back every run the store holds, in creation order, before the
@@ -287,6 +303,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                 * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   st.sched = std::make_unique<scheduler>(
       indices, st.cfg.max_concurrent, st.cfg.starvation_timeout, cpus, memory);
+  st.slurm_sched = std::make_unique<scheduler>(std::vector<int>{}, std::nullopt,
+                                               st.cfg.starvation_timeout);
   // Runs are not linked (DELETE ends one without touching the registry),
   // so the registry ends them itself when it is told to exit.
   self->set_exit_handler([=](const caf::exit_msg& msg) {
@@ -326,6 +344,18 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           bool dry_run) -> caf::result<views_result> {
         auto& st = self->state;
         for (auto& spec : specs) {
+          if (spec.executor.empty())
+            spec.executor = st.cfg.default_executor;
+          if (spec.executor == "slurm") {
+            if (!st.cfg.slurm)
+              return views_result{make_error(
+                  ec::invalid_spec,
+                  "experiment " + spec.experiment
+                      + " uses executor slurm, but this daemon found no "
+                        "Slurm client commands (sbatch, squeue, scontrol, "
+                        "scancel) on its PATH")};
+            continue; // the cluster decides what fits
+          }
           auto why = st.sched->why_never(request_of("", spec, 0));
           if (!why.empty())
             return views_result{make_error(
@@ -354,6 +384,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
             v.created_at = std::chrono::system_clock::now();
             v.cwd = spec.cwd;
             v.command = spec.command;
+            v.executor = spec.executor;
             out.push_back(std::move(v));
           }
           return views_result{std::move(out)};
@@ -602,8 +633,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         auto& st = self->state;
         // Stopped while queued, or its processes ended: either way its
         // place and its devices are free now.
-        st.sched->dequeue(id);
-        st.sched->release(id);
+        sched_of(self, id).dequeue(id);
+        sched_of(self, id).release(id);
         if (final)
           st.ended.insert(id);
         schedule(self);
@@ -614,7 +645,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         auto it = st.requests.find(id);
         if (it == st.requests.end() || st.shutting_down)
           return;
-        st.sched->enqueue(it->second, scheduler::clock::now());
+        sched_of(self, id).enqueue(it->second, scheduler::clock::now());
         schedule(self);
       },
       [=](atom::tick) {

@@ -29,6 +29,10 @@ struct registry_config {
   millis observe_interval = std::chrono::seconds{1};
   /// Where runs and events are kept across restarts; null: nowhere.
   store_actor store;
+  /// The Slurm client; null when this daemon found no Slurm commands.
+  slurm_actor slurm;
+  /// The executor of experiments that do not name one: local or slurm.
+  std::string default_executor = "local";
   /// What the store held at start: every run (creation order), each run's
   /// recent events, and the daemon-wide stream.
   std::vector<stored_run> restored;
@@ -41,6 +45,9 @@ struct registry_state {
 
   registry_config cfg;
   std::unique_ptr<scheduler> sched;
+  /// Slurm runs: the cluster places them, so this one only keeps each
+  /// experiment's max_concurrent (no devices, no global limit).
+  std::unique_ptr<scheduler> slurm_sched;
   std::map<std::string, run_actor> runs;
   std::map<std::string, sched_request> requests; // what each run asks for
   /// Each run's spec as submitted and as expanded, for restarts.

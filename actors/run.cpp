@@ -11,6 +11,7 @@
 #include "services/pidfd.hpp"
 #include "services/run_record.hpp"
 #include "services/run_spec_json.hpp"
+#include "services/slurm_executor.hpp"
 #include "services/spec.hpp"
 #include "services/units.hpp"
 
@@ -23,6 +24,11 @@ using self_ptr = run_actor::stateful_pointer<run_actor_state>;
 
 double seconds_since(steady_clock::time_point t) {
   return duration<double>(steady_clock::now() - t).count();
+}
+
+// The run's executor when Slurm runs it; null for a local run.
+slurm_executor* slurm_of(self_ptr self) {
+  return dynamic_cast<slurm_executor*>(self->state.exec.get());
 }
 
 // GPU memory used by the processes of the tree, where NVML tells.
@@ -62,7 +68,7 @@ run_view snapshot(self_ptr self, bool with_processes) {
   if (st.exec && is_active(v.state)) {
     v.pid = st.exec->main_pid();
     if (with_processes) {
-      v.processes = st.exec->processes();
+      v.processes = st.exec->processes(true);
       v.process_count = static_cast<int>(v.processes->size());
       v.gpu_memory_bytes = gpu_memory_of(st.cfg.inventory, *v.processes);
       for (auto& p : *v.processes) {
@@ -165,19 +171,19 @@ nlohmann::json make_record(self_ptr self) {
          {"kill_at", st.kill_at ? nlohmann::json(to_unix_ms(*st.kill_at))
                                 : nlohmann::json(nullptr)},
          {"awaiting_checkpoint", st.awaiting_checkpoint}};
-  return {{"v", 1},
-          {"view", view_to_record(v)},
-          {"saved_at", to_unix_ms(system_clock::now())},
-          {"spec", spec},
-          {"tmpl", st.tmpl_json},
-          {"restart_of", st.cfg.restart_of ? nlohmann::json(*st.cfg.restart_of)
-                                           : nlohmann::json(nullptr)},
-          {"exec",
-           st.exec ? st.exec->identity().to_json() : nlohmann::json(nullptr)},
-          {"restarts", st.restarts},
-          {"paused_by_request", st.paused_by_request},
-          {"attempt_active_base", st.attempt_active_base},
-          {"stop", stop}};
+  return {
+      {"v", 1},
+      {"view", view_to_record(v)},
+      {"saved_at", to_unix_ms(system_clock::now())},
+      {"spec", spec},
+      {"tmpl", st.tmpl_json},
+      {"restart_of", st.cfg.restart_of ? nlohmann::json(*st.cfg.restart_of)
+                                       : nlohmann::json(nullptr)},
+      {"exec", st.exec ? st.exec->identity_json() : nlohmann::json(nullptr)},
+      {"restarts", st.restarts},
+      {"paused_by_request", st.paused_by_request},
+      {"attempt_active_base", st.attempt_active_base},
+      {"stop", stop}};
 }
 
 // The record, new events and (when output was read since) the metrics.
@@ -513,6 +519,8 @@ void finish_ending(self_ptr self, const exit_facts& facts,
   }
   if (st.exec)
     st.exec->cleanup();
+  if (auto* s = slurm_of(self); s && st.cfg.slurm && !s->job_id().empty())
+    self->send(st.cfg.slurm, atom::unwatch::value, s->job_id());
   st.kill_at.reset();
   st.view.reason = ending.reason;
   st.view.message = ending.message;
@@ -534,6 +542,8 @@ void finish_ending(self_ptr self, const exit_facts& facts,
     auto wait = restart_backoff(st.cfg.spec.restart, st.restarts);
     ++st.restarts;
     st.view.retry_at = system_clock::now() + wait;
+    st.view.slurm_job_id.reset(); // the next attempt is a new job
+    st.view.node.reset();
     change_state(self, run_state::queued, "restart",
                  "attempt " + std::to_string(st.view.attempt) + " "
                      + ending.message + "; restart "
@@ -603,6 +613,66 @@ void on_report(self_ptr self) {
 }
 
 void watch_run(self_ptr self);
+void on_slurm_answer(self_ptr self, std::uint64_t attempt,
+                     const std::string& tag, const command_result& answer);
+
+// Hands a Slurm executor's commands to the slurm actor; the answers come
+// back to on_slurm_answer, tied to the attempt that sent them.
+slurm_sender slurm_sender_of(self_ptr self) {
+  return [self](slurm_request req) {
+    auto& st = self->state;
+    auto attempt = st.attempt_generation;
+    if (!st.cfg.slurm) {
+      spdlog::error("run/{} has no Slurm client for '{}'", st.cfg.id, req.tag);
+      return;
+    }
+    self->request(st.cfg.slurm, caf::infinite, atom::slurm::value,
+                  std::move(req.commands))
+        .then(
+            [self, attempt, tag = req.tag](command_result& r) {
+              on_slurm_answer(self, attempt, tag, r);
+            },
+            [self, attempt, tag = req.tag](caf::error& e) {
+              on_slurm_answer(
+                  self, attempt, tag,
+                  command_result{make_error(ec::internal, caf::to_string(e))});
+            });
+  };
+}
+
+// Ends an attempt that could not start: the run fails with exec_error.
+void fail_to_launch(self_ptr self, const std::string& message) {
+  auto& st = self->state;
+  st.view.reason = "exec_error";
+  st.view.message = message;
+  st.view.ended_at = system_clock::now();
+  spdlog::error("run/{} cannot start: {}", st.cfg.id, message);
+  change_state(self, run_state::failed, "exec_error", message);
+  self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
+}
+
+// Submits an attempt to Slurm. The run stays queued while Slurm keeps the
+// job pending; squeue's RUNNING makes it running (on_slurm_job).
+void launch_slurm(self_ptr self) {
+  auto& st = self->state;
+  auto launched
+      = slurm_executor::launch(st.cfg.exec, st.cfg.id, st.cfg.spec,
+                               st.view.attempt > 1, slurm_sender_of(self));
+  if (!launched) {
+    fail_to_launch(self, launched.error().message);
+    return;
+  }
+  st.exec = std::move(*launched);
+  st.slurm_reason.clear();
+  if (st.view.attempt == 1) {
+    st.files->rescan(); // what exists already is not news
+    st.artifacts_dirty = true;
+  }
+  spdlog::info("run/{} submits {} to Slurm (attempt {})", st.cfg.id,
+               st.cfg.spec.command.front(), st.view.attempt);
+  watch_run(self);
+  persist(self);
+}
 
 // Starts an attempt on the given GPUs: shim and watches.
 void launch(self_ptr self, const std::vector<int>& gpus) {
@@ -630,6 +700,12 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
     spec.env = again.env;
     st.view.command = spec.command;
   }
+  st.view.slurm_job_id.reset();
+  st.view.node.reset();
+  if (spec.executor == "slurm") {
+    launch_slurm(self);
+    return;
+  }
   change_state(self, run_state::starting, "scheduled",
                gpus.empty()
                    ? std::string{"starting without GPUs"}
@@ -637,14 +713,7 @@ void launch(self_ptr self, const std::vector<int>& gpus) {
   auto launched = local_executor::launch(st.cfg.exec, st.cfg.id, spec, gpus,
                                          st.view.attempt > 1);
   if (!launched) {
-    st.view.reason = "exec_error";
-    st.view.message = launched.error().message;
-    st.view.ended_at = system_clock::now();
-    spdlog::error("run/{} cannot start: {}", st.cfg.id,
-                  launched.error().message);
-    change_state(self, run_state::failed, "exec_error",
-                 launched.error().message);
-    self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
+    fail_to_launch(self, launched.error().message);
     return;
   }
   st.exec = std::move(*launched);
@@ -667,7 +736,9 @@ void watch_run(self_ptr self) {
   auto& st = self->state;
   st.view.pause_mechanism = st.exec->mechanism();
   st.output->follow();
-  if (st.output_watch < 0) {
+  // Another node's writes over NFS never reach inotify.
+  st.poll_output = slurm_of(self) && st.cfg.exec.slurm_poll_logs;
+  if (st.output_watch < 0 && !st.poll_output) {
     auto hdl = caf::actor_cast<run_actor>(self);
     auto pending = st.output_pending;
     st.output_watch = st.cfg.events->watch_path(
@@ -689,6 +760,30 @@ void watch_run(self_ptr self) {
   }
 }
 
+// Queued, with this attempt's job handed to Slurm (pending, or sbatch
+// still running).
+bool submitted_to_slurm(self_ptr self) {
+  auto& st = self->state;
+  return slurm_of(self) && st.view.state == run_state::queued
+         && !st.view.retry_at;
+}
+
+// Stops a run whose Slurm job has not started: scancel, and the run ends
+// once squeue shows the job gone.
+void cancel_pending(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  auto* s = slurm_of(self);
+  st.stop_reason = reason;
+  ++st.stop_generation;
+  change_state(self, run_state::stopping, reason,
+               s->job_id().empty()
+                   ? std::string{"the job will be cancelled as soon as "
+                                 "sbatch answers"}
+                   : "cancelling Slurm job " + s->job_id()
+                         + " before it started");
+  s->kill_tree(); // without a job id yet, the submit answer cancels it
+}
+
 // Ends a run that never started (stopped while queued or in backoff).
 void end_unstarted(self_ptr self, const std::string& reason) {
   auto& st = self->state;
@@ -707,10 +802,31 @@ void end_unstarted(self_ptr self, const std::string& reason) {
   self->send(st.cfg.registry, atom::ended::value, st.cfg.id, true);
 }
 
+// A stop that was under way when the daemon restarted goes on with its
+// deadline.
+void continue_stop(self_ptr self, const nlohmann::json& stop) {
+  auto& st = self->state;
+  ++st.stop_generation;
+  auto kill_at = stop.at("kill_at");
+  if (stop.value("awaiting_checkpoint", false) || kill_at.is_null()) {
+    // The stop signal may not have gone out yet: send it (again; a
+    // trainer that handles it once handles it twice), with a new grace.
+    send_stop_signal(self);
+  } else {
+    auto due = from_unix_ms(kill_at.get<std::int64_t>());
+    st.kill_at = due;
+    auto left
+        = std::max(milliseconds{0},
+                   duration_cast<milliseconds>(due - system_clock::now()));
+    self->delayed_send(self, left, atom::deadline::value, std::string{"kill"},
+                       st.stop_generation);
+  }
+}
+
 // Takes an active run back after the daemon restarted: its executor holds
 // the shim, cgroup and main process again; the state is what the kernel
 // says now, the stop (if one was under way) goes on with its deadline.
-void adopt_active(self_ptr self, std::unique_ptr<local_executor> exec,
+void adopt_active(self_ptr self, std::unique_ptr<executor> exec,
                   const nlohmann::json& stop) {
   auto& st = self->state;
   auto stored = st.view.state;
@@ -725,21 +841,7 @@ void adopt_active(self_ptr self, std::unique_ptr<local_executor> exec,
     st.view.started_at = system_clock::now();
   auto now_state = stored;
   if (stored == run_state::stopping) {
-    ++st.stop_generation;
-    auto kill_at = stop.at("kill_at");
-    if (stop.value("awaiting_checkpoint", false) || kill_at.is_null()) {
-      // The stop signal may not have gone out yet: send it (again; a
-      // trainer that handles it once handles it twice), with a new grace.
-      send_stop_signal(self);
-    } else {
-      auto due = from_unix_ms(kill_at.get<std::int64_t>());
-      st.kill_at = due;
-      auto left
-          = std::max(milliseconds{0},
-                     duration_cast<milliseconds>(due - system_clock::now()));
-      self->delayed_send(self, left, atom::deadline::value, std::string{"kill"},
-                         st.stop_generation);
-    }
+    continue_stop(self, stop);
   } else if (!st.exec->main_pid()) {
     // Never reported (the daemon died as the shim started it), or exited
     // while the shim finishes: the shim's exit settles it either way.
@@ -771,6 +873,149 @@ void adopt_active(self_ptr self, std::unique_ptr<local_executor> exec,
   persist(self);
 }
 
+// Watches the Slurm job a previous daemon submitted. Its state is what
+// the next poll says; until then the run shows what was saved.
+void restore_slurm(self_ptr self, const nlohmann::json& identity,
+                   const nlohmann::json& stop) {
+  auto& st = self->state;
+  auto stored = st.view.state;
+  st.running_since = steady_clock::now();
+  auto adopted = slurm_executor::adopt(st.cfg.exec, st.cfg.id, identity,
+                                       slurm_sender_of(self));
+  if (!adopted || !st.cfg.slurm) {
+    auto why = !adopted ? adopted.error().message
+                        : std::string{"this daemon has no Slurm client "
+                                      "(sbatch and squeue are not on its "
+                                      "PATH)"};
+    spdlog::error("run/{} cannot follow its Slurm job: {}", st.cfg.id, why);
+    st.output->follow();
+    record(self, "daemon", "restart",
+           "the daemon restarted but cannot follow the run's Slurm job: "
+               + why);
+    finish_ending(self, exit_facts{}, true);
+    return;
+  }
+  st.exec = std::move(*adopted);
+  auto* s = slurm_of(self);
+  st.view.slurm_job_id = s->job_id();
+  watch_run(self);
+  self->send(st.cfg.slurm, atom::watch::value, s->job_id(),
+             caf::actor_cast<run_actor>(self));
+  if (stored == run_state::stopping)
+    continue_stop(self, stop);
+  record(self, "daemon", "restart",
+         "the daemon restarted and follows Slurm job " + s->job_id()
+             + " again (" + std::string{to_string(stored)}
+             + " until squeue says otherwise)",
+         {{"before", std::string{to_string(stored)}},
+          {"state", std::string{to_string(stored)}},
+          {"job", s->job_id()}});
+  spdlog::info("run/{} follows Slurm job {} again ({})", st.cfg.id, s->job_id(),
+               to_string(stored));
+  if (st.cfg.spec.max_runtime
+      && (stored == run_state::running || stored == run_state::paused))
+    self->send(self, atom::deadline::value, std::string{"runtime"},
+               st.attempt_generation);
+  rescan_artifacts(self);
+  persist(self);
+}
+
+// squeue's word on the run's job, after every poll: the only place a Slurm
+// run becomes running, or ends.
+void on_slurm_job(self_ptr self, const slurm_report& report) {
+  auto& st = self->state;
+  auto* s = slurm_of(self);
+  if (!s || report.job_id != s->job_id() || is_ended(st.view.state))
+    return;
+  auto now = steady_clock::now();
+  s->observe(
+      report.listed ? std::optional<slurm_job>{report.job} : std::nullopt, now);
+  if (!s->node().empty())
+    st.view.node = s->node();
+  if (s->ended(now)) {
+    finish_ending(self, s->collect_exit());
+    return;
+  }
+  auto& job = s->state();
+  if (st.view.state == run_state::queued) {
+    if (job == "PENDING" && s->reason() != st.slurm_reason) {
+      st.slurm_reason = s->reason();
+      record(self, "slurm", "slurm",
+             "Slurm job " + s->job_id() + " is pending (" + s->reason() + ")",
+             {{"job", s->job_id()}, {"reason", s->reason()}});
+    } else if (job == "RUNNING" || job == "SUSPENDED" || job == "COMPLETING") {
+      st.view.started_at = system_clock::now();
+      st.view.pid = s->main_pid();
+      change_state(self, run_state::running, "started",
+                   "Slurm job " + s->job_id() + " runs on "
+                       + (s->node().empty() ? "its node" : s->node()));
+      if (auto limit = st.cfg.spec.max_runtime)
+        self->delayed_send(self, *limit, atom::deadline::value,
+                           std::string{"runtime"}, st.attempt_generation);
+    }
+    return;
+  }
+  if (!st.view.pid)
+    st.view.pid = s->main_pid();
+  observe(self, true);
+}
+
+// Slurm answered a command the run's executor sent.
+void on_slurm_answer(self_ptr self, std::uint64_t attempt,
+                     const std::string& tag, const command_result& answer) {
+  auto& st = self->state;
+  auto* s = slurm_of(self);
+  if (!s || attempt != st.attempt_generation)
+    return; // an earlier attempt's
+  auto out = s->on_answer(tag, answer);
+  if (!out.note.empty()) {
+    spdlog::warn("run/{}: {}", st.cfg.id, out.note);
+    record(self, "slurm", "slurm", out.note);
+  }
+  if (tag == "submit") {
+    if (out.failure) {
+      if (st.stop_reason) // stopped while sbatch ran
+        finish_ending(self, exit_facts{});
+      else
+        fail_to_launch(self, out.failure->message);
+      return;
+    }
+    st.view.slurm_job_id = s->job_id();
+    self->send(st.cfg.slurm, atom::watch::value, s->job_id(),
+               caf::actor_cast<run_actor>(self));
+    record(self, "slurm", "submitted",
+           "submitted to Slurm as job " + s->job_id(), {{"job", s->job_id()}});
+    if (st.view.state == run_state::stopping)
+      s->kill_tree(); // stopped while sbatch ran
+    persist(self);
+    return;
+  }
+  if (tag == "tstp" && out.failure) {
+    fail_waiters(st.pause_waiters, *out.failure);
+    return;
+  }
+  if (tag == "suspend" && !st.pause_waiters.empty() && s->frozen()) {
+    finish_pause(self);
+    return;
+  }
+  if (tag == "resume") {
+    if (out.failure) {
+      fail_waiters(st.resume_waiters, *out.failure);
+      return;
+    }
+    if (st.view.state == run_state::paused) {
+      st.paused_by_request = false;
+      change_state(self, run_state::running, "user",
+                   "Slurm job " + s->job_id()
+                       + " resumed; the shim continued every process");
+    }
+    auto v = snapshot(self, false);
+    for (auto& w : st.resume_waiters)
+      w.deliver(view_result{v});
+    st.resume_waiters.clear();
+  }
+}
+
 // A restarted daemon's view of a run it knew: the record from the store,
 // then the kernel's word on the processes.
 void restore(self_ptr self) {
@@ -800,6 +1045,18 @@ void restore(self_ptr self) {
   auto s = st.view.state;
   if (is_ended(s)) {
     st.final = true;
+    return;
+  }
+  if (auto& id = rec.at("exec");
+      slurm_executor::names_slurm(id)
+      && (s != run_state::queued || !id.at("job_id").is_null())) {
+    if (s == run_state::running || s == run_state::stopping)
+      st.active_before_s += std::max(
+          0.0, duration<double>(
+                   system_clock::now()
+                   - from_unix_ms(rec.at("saved_at").get<std::int64_t>()))
+                   .count());
+    restore_slurm(self, id, stop);
     return;
   }
   if (s == run_state::queued) {
@@ -893,7 +1150,10 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
   st.view.cwd = spec.cwd;
   st.view.command = spec.command;
   st.view.restart_of = st.cfg.restart_of;
-  auto run_dir = st.cfg.exec.runs_dir + "/" + st.cfg.id;
+  st.view.executor = spec.executor.empty() ? "local" : spec.executor;
+  auto run_dir = spec.executor == "slurm"
+                     ? slurm_run_dir(st.cfg.exec, st.cfg.id)
+                     : st.cfg.exec.runs_dir + "/" + st.cfg.id;
   const nlohmann::json* resume = nullptr;
   if (st.cfg.restored && !st.cfg.restored->metrics.is_null())
     resume = &st.cfg.restored->metrics;
@@ -935,6 +1195,8 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
           observe(self, false);
         if (st.ticks % 2 == 0)
           refresh_resources(self);
+        if (st.poll_output)
+          read_output(self);
         st.output->poll_csv(active_now(self));
         // A change of state goes to the store at once (change_state); what
         // the output added, every 5 s: after a crash the next daemon reads
@@ -1032,12 +1294,18 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         }
         return rp;
       },
-      [=](atom::resume) -> view_result {
+      [=](atom::resume) -> caf::result<view_result> {
         auto& st = self->state;
         if (auto r = check_resume(st.cfg.id, st.view.state); !r)
           return view_result{r.error()};
         if (auto r = st.exec->thaw(); !r)
           return view_result{r.error()};
+        if (slurm_of(self)) {
+          // Running once Slurm and the shim have continued the job.
+          auto rp = self->make_response_promise<view_result>();
+          st.resume_waiters.push_back(rp);
+          return rp;
+        }
         st.paused_by_request = false;
         change_state(self, run_state::running, "user",
                      "every process thawed and continued");
@@ -1055,12 +1323,13 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         auto answer = [self, rp]() mutable {
           rp.deliver(view_result{snapshot(self, false)});
         };
-        if (st.view.state == run_state::queued) {
+        if (submitted_to_slurm(self)) {
+          cancel_pending(self, "user");
+        } else if (st.view.state == run_state::queued) {
           end_unstarted(self, "user");
           persist_now(self, answer);
           return rp;
-        }
-        if (st.view.state == run_state::stopping) {
+        } else if (st.view.state == run_state::stopping) {
           if (req.force) {
             spdlog::info("run/{} escalates its stop to SIGKILL", st.cfg.id);
             record(self, "signal", "user", "forced: SIGKILL to every process");
@@ -1086,11 +1355,12 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
         auto& st = self->state;
         if (is_ended(st.view.state))
           return snapshot(self, false);
-        if (st.view.state == run_state::queued) {
+        if (submitted_to_slurm(self)) {
+          cancel_pending(self, "daemon_exit");
+        } else if (st.view.state == run_state::queued) {
           end_unstarted(self, "daemon_exit");
           return snapshot(self, false);
-        }
-        if (st.view.state == run_state::starting) {
+        } else if (st.view.state == run_state::starting) {
           st.pending_stop = stop_request{};
           st.stop_reason = "daemon_exit";
           change_state(self, run_state::stopping, "daemon_exit",
@@ -1123,15 +1393,20 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
               "main process exited; stopping what is left of its tree");
       },
       [=](atom::cg_event) { observe(self, true); },
+      [=](atom::job, slurm_report report) { on_slurm_job(self, report); },
       [=](atom::deadline, std::string kind, std::uint64_t gen) {
         auto& st = self->state;
         if (kind == "pause" || kind == "pause_poll") {
           if (gen != st.pause_generation || st.pause_waiters.empty())
             return;
+          if (auto* s = slurm_of(self))
+            s->advance_pause();
           if (st.exec->frozen()) {
             finish_pause(self);
           } else if (kind == "pause_poll") {
-            self->delayed_send(self, milliseconds{1}, atom::deadline::value,
+            // The shim's confirmation is a file on a shared filesystem.
+            auto again = slurm_of(self) ? milliseconds{50} : milliseconds{1};
+            self->delayed_send(self, again, atom::deadline::value,
                                std::string{"pause_poll"}, gen);
           } else {
             auto stuck = st.exec->unfrozen_processes();

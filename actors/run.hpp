@@ -35,6 +35,8 @@ struct run_config {
   gpu_inventory* inventory = nullptr;
   millis pause_timeout = std::chrono::seconds{10};
   registry_actor registry; // told when the run ends
+  /// Runs Slurm's commands and polls squeue; null without Slurm.
+  slurm_actor slurm;
   /// Creation order, as the registry numbered it (kept in the store).
   std::int64_t seq = 0;
   /// Where the run's state is kept across daemon restarts; null: nowhere.
@@ -49,12 +51,18 @@ struct run_actor_state {
 
   run_config cfg;
   run_view view;
-  std::unique_ptr<local_executor> exec;
+  std::unique_ptr<executor> exec;
   std::chrono::steady_clock::time_point running_since;
   double active_before_s = 0; // time spent running before running_since
   bool paused_by_request = false;
   std::vector<caf::typed_response_promise<view_result>> pause_waiters;
   std::vector<caf::typed_response_promise<view_result>> end_waiters;
+  /// Resumes of a Slurm run wait for Slurm's answer.
+  std::vector<caf::typed_response_promise<view_result>> resume_waiters;
+  /// Why the Slurm job waits, as last recorded (an event per change).
+  std::string slurm_reason;
+  /// The logs are on a filesystem inotify cannot watch: read every tick.
+  bool poll_output = false;
   std::uint64_t pause_generation = 0;
   std::uint64_t stop_generation = 0;
   std::optional<std::string> stop_reason;   // user, daemon_exit

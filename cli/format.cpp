@@ -429,6 +429,10 @@ std::string render_show(const json& run) {
       {"GPUs:", gpus.empty() ? "none" : gpus},
       {"Attempt:", attempt},
   };
+  if (str(run, "executor") == "slurm") {
+    fields.push_back({"Slurm job:", or_dash(str(run, "slurm_job_id"))});
+    fields.push_back({"Node:", or_dash(str(run, "node"))});
+  }
   // Only while they mean something: a run is queued or waits to retry.
   if (auto pos = str(run, "queue_position"); !pos.empty())
     fields.push_back({"Queue:", "#" + pos});

@@ -21,9 +21,11 @@
 #include "config/defaults.hpp"
 #include "gateway/server.hpp"
 #include "services/cgroup.hpp"
+#include "services/command.hpp"
 #include "services/daemon_config.hpp"
 #include "services/gpu_inventory.hpp"
 #include "services/proc.hpp"
+#include "services/slurm.hpp"
 #include "services/text.hpp"
 #include "services/unique_fd.hpp"
 
@@ -81,7 +83,14 @@ daemon_config load_config(const serve_flags& flags) {
       throw startup_error("--gpus: " + list.error().message);
     cfg.gpus = *list;
   }
+  if (flags.executor)
+    cfg.executor = *flags.executor;
+  if (flags.slurm_log_dir)
+    cfg.slurm.log_dir
+        = fs::absolute(*flags.slurm_log_dir).lexically_normal().string();
   cfg.state_dir = fs::absolute(cfg.state_dir).lexically_normal().string();
+  if (cfg.slurm.log_dir.empty())
+    cfg.slurm.log_dir = (fs::path{cfg.state_dir} / "slurm").string();
   return cfg;
 }
 
@@ -196,6 +205,47 @@ std::unique_ptr<gpu_inventory> load_inventory(const daemon_config& cfg) {
   return make_configured_inventory({});
 }
 
+// Slurm's side of the runtime: its directory on the shared filesystem,
+// how its logs are followed, and whether there is a client at all (the
+// Slurm commands on PATH; without them a Slurm experiment is refused).
+void configure_slurm(const daemon_config& cfg, runtime_options& opts) {
+  auto& slurm = cfg.slurm;
+  opts.exec.slurm_dir
+      = slurm.log_dir.empty() ? cfg.state_dir + "/slurm" : slurm.log_dir;
+  opts.exec.slurm_shim = slurm.shim;
+  opts.default_executor = cfg.executor;
+  opts.slurm_poll = slurm.poll;
+  std::string missing;
+  for (auto* cmd : {"sbatch", "squeue", "scontrol", "scancel"})
+    if (!on_path(cmd))
+      missing += (missing.empty() ? "" : ", ") + std::string{cmd};
+  opts.slurm = missing.empty();
+  if (!opts.slurm) {
+    if (cfg.executor == "slurm")
+      throw startup_error("the default executor is slurm, but " + missing
+                          + " cannot be found on PATH: install Slurm's "
+                            "client commands (Debian: slurm-client)");
+    spdlog::debug("no Slurm client ({} not on PATH): executor slurm is "
+                  "refused",
+                  missing);
+    return;
+  }
+  std::error_code err;
+  fs::create_directories(opts.exec.slurm_dir, err);
+  if (err)
+    throw startup_error("cannot create slurm.log_dir " + opts.exec.slurm_dir
+                        + ": " + err.message());
+  std::string fs_name;
+  bool network = is_network_filesystem(opts.exec.slurm_dir, &fs_name);
+  opts.exec.slurm_poll_logs
+      = slurm.log_watch == "poll" || (slurm.log_watch == "auto" && network);
+  spdlog::info("slurm: jobs' files in {} ({}), logs followed by {}, squeue "
+               "every {} ms",
+               opts.exec.slurm_dir, network ? fs_name : "local filesystem",
+               opts.exec.slurm_poll_logs ? "polling" : "inotify",
+               opts.slurm_poll.count());
+}
+
 void raise_fd_limit() {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
@@ -251,6 +301,7 @@ int serve(const serve_flags& flags) {
     opts.max_concurrent = cfg.max_concurrent;
     opts.starvation_timeout = cfg.starvation_timeout;
     opts.store_path = cfg.state_dir + "/corral.db";
+    configure_slurm(cfg, opts);
     std::unique_ptr<daemon_runtime> started;
     try {
       started = std::make_unique<daemon_runtime>(opts);

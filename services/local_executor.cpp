@@ -70,21 +70,6 @@ struct spawn_setup {
   }
 };
 
-/// The exit record of a run as exit_facts; `recorded = false` without one.
-exit_facts facts_from_record(const std::string& run_dir) {
-  exit_facts facts;
-  if (auto rec = read_exit_record(run_dir)) {
-    facts.recorded = true;
-    facts.exec_error = rec->status == "exec_error";
-    facts.signaled = rec->status == "signaled";
-    facts.code = rec->code;
-    facts.message = rec->message;
-  } else {
-    facts.message = "the shim exited without an exit record";
-  }
-  return facts;
-}
-
 /// A saved cgroup path is trusted with SIGKILL and rmdir only if it looks
 /// like a run's cgroup: absolute, normalized, under the v2 mount and named
 /// for the run. (The parent may differ from today's cgroup_parent: the
@@ -237,6 +222,37 @@ run_environment(const run_spec& spec, const std::string& run_id,
   return env;
 }
 
+exit_facts facts_from_record(const std::string& run_dir) {
+  exit_facts facts;
+  if (auto rec = read_exit_record(run_dir)) {
+    facts.recorded = true;
+    facts.exec_error = rec->status == "exec_error";
+    facts.signaled = rec->status == "signaled";
+    facts.code = rec->code;
+    facts.message = rec->message;
+  } else {
+    facts.message = "the shim exited without an exit record";
+  }
+  return facts;
+}
+
+status archive_run_dir(const std::string& dir, const std::string& archive) {
+  std::error_code err;
+  if (!std::filesystem::exists(dir, err))
+    return ok;
+  auto stamp = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  std::filesystem::create_directories(archive, err);
+  auto name = std::filesystem::path(dir).filename().string();
+  std::filesystem::rename(
+      dir, archive + "/" + name + "-" + std::to_string(stamp), err);
+  if (err)
+    return make_error(ec::internal, "cannot move the old run directory " + dir
+                                        + " aside: " + err.message());
+  return ok;
+}
+
 result<std::unique_ptr<local_executor>>
 local_executor::launch(const executor_config& cfg, const std::string& run_id,
                        const run_spec& spec, const std::vector<int>& gpus,
@@ -248,21 +264,10 @@ local_executor::launch(const executor_config& cfg, const std::string& run_id,
   if (next_attempt) {
     // The previous attempt's exit record must not be read as this one's.
     std::filesystem::remove(self->run_dir_ + "/exit", err);
-  } else if (std::filesystem::exists(self->run_dir_, err)) {
-    // The registry never reuses a live id, so this directory belongs to a
-    // deleted run or an earlier daemon: keep its logs, out of the way.
-    auto stamp = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
-    auto archive = cfg.runs_dir + "/../runs-archive";
-    std::filesystem::create_directories(archive, err);
-    std::filesystem::rename(
-        self->run_dir_, archive + "/" + run_id + "-" + std::to_string(stamp),
-        err);
-    if (err)
-      return make_error(ec::internal, "cannot move the old run directory "
-                                          + self->run_dir_
-                                          + " aside: " + err.message());
+  } else if (auto moved = archive_run_dir(self->run_dir_,
+                                          cfg.runs_dir + "/../runs-archive");
+             !moved) {
+    return moved.error();
   }
   std::filesystem::create_directories(self->run_dir_, err);
   if (err)

@@ -4,6 +4,7 @@
 /// no timing of its own: the run actor decides when to call what.
 
 #include "services/cgroup.hpp"
+#include "services/executor.hpp"
 #include "services/log_index.hpp"
 #include "services/pidfd.hpp"
 #include "services/result.hpp"
@@ -32,14 +33,14 @@ struct executor_config {
   std::uint64_t log_max_bytes = default_log_max_bytes;
   /// ...and keeps this many rotated files per stream.
   int log_keep = default_log_keep;
-};
-
-/// What the shim said on its status pipe.
-struct shim_report {
-  bool started = false; // false: exec_error
-  int pid = 0;
-  std::uint64_t starttime = 0;
-  std::string message;
+  /// Slurm runs: the directory the nodes share, for batch scripts, logs
+  /// and exit files (`slurm.log_dir`).
+  std::string slurm_dir;
+  /// The shim as the nodes see it (`slurm.shim`; "" = shim_path).
+  std::string slurm_shim;
+  /// Follow logs under slurm_dir by their size each second: inotify does
+  /// not see what another node writes over NFS.
+  bool slurm_poll_logs = false;
 };
 
 /// Parses one status line: "started <pid> <starttime>" or
@@ -52,6 +53,15 @@ std::optional<shim_report> parse_shim_report(const std::string& line);
 std::map<std::string, std::string>
 run_environment(const run_spec& spec, const std::string& run_id,
                 const std::vector<int>& gpus);
+
+/// The shim's exit record in `run_dir` as exit_facts; `recorded = false`
+/// without one.
+exit_facts facts_from_record(const std::string& run_dir);
+
+/// Moves a run directory left by a deleted run or an earlier daemon into
+/// `archive` (as <name>-<unix ms>), so a new run of the same id starts
+/// clean and the old logs are kept. Nothing there: nothing to do.
+status archive_run_dir(const std::string& dir, const std::string& archive);
 
 /// What a later daemon needs to find a run's processes again (persisted
 /// as JSON).
@@ -71,7 +81,7 @@ struct executor_identity {
 
 struct adoption;
 
-class local_executor {
+class local_executor final : public executor {
 public:
   /// Spawns the shim for a run whose placeholders are expanded, on the
   /// given GPUs. A restart (`next_attempt`) keeps the run's directory, so
@@ -101,77 +111,79 @@ public:
   /// How the run ended by its exit record (`recorded` false without one).
   static exit_facts recorded_exit(const executor_config& cfg,
                                   const std::string& run_id);
-  ~local_executor();
+  ~local_executor() override;
 
   /// What a later daemon needs to adopt this run (main_* are 0 until the
   /// main process is known).
   executor_identity identity() const;
+  nlohmann::json identity_json() const override { return identity().to_json(); }
+  std::string kind() const override { return "local"; }
   /// False for an adopted run: the shim is another process's child.
   bool shim_is_child() const { return shim_is_child_; }
 
   /// "cgroup-v2" or "signals".
-  std::string mechanism() const;
+  std::string mechanism() const override;
   /// True when the tree lives in its own cgroup (else: signals fallback).
-  bool uses_cgroup() const { return cgroup_.has_value(); }
-  std::string run_dir() const { return run_dir_; }
+  bool uses_cgroup() const override { return cgroup_.has_value(); }
+  std::string run_dir() const override { return run_dir_; }
   /// Readable when the shim wrote its report (or died); -1 for an adopted
   /// run, whose report went to the daemon that died.
-  int status_fd() const { return status_.get(); }
+  int status_fd() const override { return status_.get(); }
   /// Readable when the shim exited.
-  int shim_fd() const { return shim_.fd(); }
+  int shim_fd() const override { return shim_.fd(); }
   /// Readable when the main process exited (after adopt_main); -1 when it
   /// is not held (not reported yet, or adopted after it had exited).
-  int main_fd() const { return main_.fd(); }
+  int main_fd() const override { return main_.fd(); }
   /// cgroup.events, to watch for frozen/populated changes; "" in fallback.
-  std::string events_path() const;
+  std::string events_path() const override;
 
   /// Reads what is on the status pipe; nullopt while nothing complete.
-  std::optional<shim_report> read_report();
+  std::optional<shim_report> read_report() override;
   /// True once the shim closed the status pipe (after its report, or
   /// without one if it died).
-  bool status_closed() const { return status_closed_; }
+  bool status_closed() const override { return status_closed_; }
   /// Holds the main process by pidfd, checking its start time.
-  status adopt_main(int pid, std::uint64_t starttime);
+  status adopt_main(int pid, std::uint64_t starttime) override;
   /// The main process's pid once known, also after it exited.
-  std::optional<int> main_pid() const;
+  std::optional<int> main_pid() const override;
 
   /// Starts freezing the whole tree. cgroup: one write. Fallback: SIGSTOP
   /// to every process, repeated until no new process appears.
-  status freeze();
+  status freeze() override;
   /// True once every process of the tree is frozen (cgroup.events says
   /// frozen 1) or, in the fallback, shows state T.
-  bool frozen() const;
+  bool frozen() const override;
   /// The tree's CPU time from its cgroup; nullopt without one.
-  std::optional<std::uint64_t> cpu_usage_usec();
+  std::optional<std::uint64_t> cpu_usage_usec() override;
   /// Thaws the cgroup and continues the main process if a signal stopped
   /// it. In the fallback every process is continued here; with a cgroup,
   /// call continue_stopped() next for the rest of the tree.
-  status thaw();
+  status thaw() override;
   /// SIGCONT to every process of the tree that a signal stopped (state T),
   /// so a run paused from outside resumes whole.
-  void continue_stopped();
+  void continue_stopped() override;
   /// True when the main process shows state T (stopped by anyone).
-  bool main_stopped() const;
+  bool main_stopped() const override;
   /// Processes that did not freeze, for a pause timeout's message.
-  std::vector<process_info> unfrozen_processes() const;
+  std::vector<process_info> unfrozen_processes() const override;
 
-  status signal_main(int sig);
-  void signal_tree(int sig);
-  void kill_tree();
+  status signal_main(int sig) override;
+  void signal_tree(int sig) override;
+  void kill_tree() override;
 
   /// The live tree with CPU (since the previous call) and RSS.
   /// Without `details`, cmd and frozen are left out (two reads fewer per
   /// process, for the summaries' CPU and RSS).
-  std::vector<process_info> processes(bool details = true);
+  std::vector<process_info> processes(bool details = true) override;
   /// Number of live processes in the tree (cheap).
-  int process_count() const;
+  int process_count() const override;
 
   /// Waits for the shim's exit (reaping it if it is our child), then reads
   /// its exit record. Without a record the facts say `recorded = false`
   /// (the run is lost). Call it once shim_fd() is readable.
-  exit_facts collect_exit();
+  exit_facts collect_exit() override;
   /// Removes the cgroup (the tree is gone).
-  void cleanup();
+  void cleanup() override;
 
 private:
   local_executor() = default;

@@ -40,14 +40,67 @@ status check_remove(const std::string& id, run_state s) {
   return refuse(id, s, "only an ended run can be deleted; stop it first");
 }
 
+namespace {
+
+// A Slurm job that ended without Corral asking (see classify_ending).
+std::optional<run_ending> classify_slurm(const exit_facts& facts) {
+  auto& state = facts.cluster_state;
+  if (state == "COMPLETED" && facts.recorded)
+    return std::nullopt; // the exit record says it all, as locally
+  run_ending out;
+  out.state = run_state::failed;
+  auto job = "Slurm job " + facts.job_id + " ended " + state;
+  if (facts.recorded && !facts.exec_error) {
+    if (facts.signaled)
+      out.signal = signal_name(facts.code);
+    else
+      out.exit_code = facts.code;
+  } else if (facts.cluster_signal) {
+    out.signal = signal_name(*facts.cluster_signal);
+  } else {
+    out.exit_code = facts.cluster_exit_code;
+  }
+  auto how = out.signal      ? "; main process killed by " + *out.signal
+             : out.exit_code ? "; exit code " + std::to_string(*out.exit_code)
+                             : std::string{};
+  if (state == "TIMEOUT") {
+    out.reason = "timeout";
+    out.message = job + ": its time limit passed" + how;
+  } else if (state == "CANCELLED") {
+    out.reason = "slurm_CANCELLED";
+    out.message = job
+                  + ": cancelled outside Corral (scancel, or an "
+                    "administrator)"
+                  + how;
+  } else if (state == "COMPLETED") {
+    out.reason = "lost";
+    out.message = job + " but its shim left no exit record";
+  } else {
+    out.reason = "slurm_" + state;
+    out.message = job + how;
+  }
+  return out;
+}
+
+} // namespace
+
 run_ending classify_ending(const exit_facts& facts,
                            const std::optional<std::string>& stop_reason) {
   run_ending out;
+  if (!facts.cluster_state.empty() && !stop_reason
+      && !(facts.recorded && facts.exec_error))
+    if (auto slurm = classify_slurm(facts))
+      return *slurm;
   if (!facts.recorded) {
     out.state = stop_reason && *stop_reason != "timeout" ? run_state::stopped
                                                          : run_state::failed;
     out.reason = stop_reason ? *stop_reason : "lost";
-    out.message = "the run's shim exited without recording how the run ended";
+    out.message
+        = facts.cluster_state.empty()
+              ? "the run's shim exited without recording how the run ended"
+              : "Slurm job " + facts.job_id + " ended " + facts.cluster_state
+                    + " without an exit record (cancelled before it started, "
+                      "or its shim was killed)";
     return out;
   }
   if (facts.exec_error) {

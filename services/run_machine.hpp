@@ -28,6 +28,12 @@ struct exit_facts {
   bool signaled = false;
   int code = 0; // exit code, or signal number when signaled
   std::string message;
+  /// Slurm runs: the job's final state ("" for a local run), its id, and
+  /// the exit status Slurm reports (used when the shim left no record).
+  std::string cluster_state;
+  std::string job_id;
+  std::optional<int> cluster_exit_code;
+  std::optional<int> cluster_signal;
 };
 
 /// How a run ended.
@@ -41,7 +47,12 @@ struct run_ending {
 
 /// Classifies a run's end. `stop_reason` is set when Corral stopped the
 /// run: "user" and "daemon_exit" end `stopped`, "timeout" (max_runtime)
-/// ends `failed` with reason timeout.
+/// ends `failed` with reason timeout. A Slurm run's final job state says
+/// nothing about who stopped it, so Corral's intent decides as above;
+/// without one, TIMEOUT is `failed`/timeout, COMPLETED goes by the exit
+/// record like a local run, and any other state (FAILED, OUT_OF_MEMORY,
+/// NODE_FAIL, CANCELLED from outside...) is `failed` with reason
+/// `slurm_<STATE>` and the exit code.
 run_ending classify_ending(const exit_facts& facts,
                            const std::optional<std::string>& stop_reason);
 

@@ -52,6 +52,8 @@ json view_to_record(const run_view& v) {
       {"pid", opt(v.pid)},
       {"pause_mechanism", v.pause_mechanism},
       {"executor", v.executor},
+      {"slurm_job_id", opt(v.slurm_job_id)},
+      {"node", opt(v.node)},
       {"exit_code", opt(v.exit_code)},
       {"signal", opt(v.signal)},
       {"gpus", v.gpus},
@@ -83,6 +85,9 @@ result<run_view> view_from_record(const json& j) {
     v.pid = read_opt<int>(j, "pid");
     j.at("pause_mechanism").get_to(v.pause_mechanism);
     j.at("executor").get_to(v.executor);
+    // Absent in records of daemons before Slurm support.
+    v.slurm_job_id = read_opt<std::string>(j, "slurm_job_id");
+    v.node = read_opt<std::string>(j, "node");
     v.exit_code = read_opt<int>(j, "exit_code");
     v.signal = read_opt<std::string>(j, "signal");
     j.at("gpus").get_to(v.gpus);

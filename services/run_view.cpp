@@ -70,6 +70,8 @@ nlohmann::json to_json(const run_view& v) {
       {"process_count", v.process_count},
       {"pause_mechanism", opt_str(v.pause_mechanism)},
       {"executor", v.executor},
+      {"slurm_job_id", opt(v.slurm_job_id)},
+      {"node", opt(v.node)},
       {"exit_code", opt(v.exit_code)},
       {"signal", opt(v.signal)},
       {"gpus", v.gpus},

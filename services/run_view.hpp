@@ -38,6 +38,9 @@ struct run_view {
   int process_count = 0;
   std::string pause_mechanism; // cgroup-v2, cgroup-v1, signals
   std::string executor = "local";
+  /// Slurm runs: the job of the current attempt, and the node it runs on.
+  std::optional<std::string> slurm_job_id;
+  std::optional<std::string> node;
   std::optional<int> exit_code;
   std::optional<std::string> signal; // "SIGKILL"
   std::vector<int> gpus;

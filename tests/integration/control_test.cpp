@@ -36,21 +36,6 @@ std::string state_of(test_daemon& d, const std::string& id) {
   return d.run(id)["state"].get<std::string>();
 }
 
-// Counters of every role, read twice a while apart.
-bool counters_advance(const trainer_dir& t) {
-  std::map<std::string, long> before;
-  for (auto& r : trainer_dir::roles)
-    before[r] = t.count(r);
-  return wait_until(
-      [&] {
-        for (auto& r : trainer_dir::roles)
-          if (t.count(r) <= before[r])
-            return false;
-        return true;
-      },
-      10s);
-}
-
 void check_pause_resume_stop(const std::vector<std::string>& flags,
                              bool expect_cgroup) {
   test_daemon d{flags};

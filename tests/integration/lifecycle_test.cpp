@@ -16,12 +16,6 @@ using namespace corral::test;
 
 namespace {
 
-std::string submit_one(test_daemon& d, const std::string& yaml) {
-  auto r = d.submit(yaml);
-  REQUIRE(r.status == 201);
-  return r.body["runs"][0]["id"].get<std::string>();
-}
-
 nlohmann::json wait_ended(test_daemon& d, const std::string& id) {
   nlohmann::json run;
   REQUIRE(wait_until(

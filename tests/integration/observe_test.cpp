@@ -15,35 +15,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tests/integration/harness.hpp"
+#include "tests/integration/checks.hpp"
 
 using namespace corral::test;
 using json = nlohmann::json;
 
 namespace {
-
-std::string submit_one(test_daemon& d, const std::string& yaml,
-                       const std::string& base = "/tmp") {
-  auto r = d.submit(yaml, base);
-  INFO(r.raw);
-  REQUIRE(r.status == 201);
-  return r.body["runs"][0]["id"].get<std::string>();
-}
-
-json wait_state(test_daemon& d, const std::string& id,
-                const std::set<std::string>& states,
-                std::chrono::milliseconds limit = 60s) {
-  json run;
-  bool ok = wait_until(
-      [&] {
-        run = d.run(id);
-        return states.count(run["state"].get<std::string>()) > 0;
-      },
-      limit);
-  INFO(run.dump());
-  REQUIRE(ok);
-  return run;
-}
 
 const std::set<std::string> ended{"stopped", "finished", "failed"};
 

@@ -4,6 +4,21 @@
 
 using namespace corral;
 
+namespace {
+
+exit_facts facts(bool recorded, bool exec_error, bool signaled, int code,
+                 std::string message) {
+  exit_facts f;
+  f.recorded = recorded;
+  f.exec_error = exec_error;
+  f.signaled = signaled;
+  f.code = code;
+  f.message = std::move(message);
+  return f;
+}
+
+} // namespace
+
 TEST_CASE("pause is legal only from running and names the state otherwise") {
   CHECK(check_pause("a", run_state::running));
   for (auto s : {run_state::queued, run_state::starting, run_state::paused,
@@ -39,25 +54,25 @@ TEST_CASE("stop is legal until the run has ended, delete only after") {
 }
 
 TEST_CASE("exit 0 finishes, non-zero and signals fail, a stop is stopped") {
-  exit_facts ok0{true, false, false, 0, ""};
+  auto ok0 = facts(true, false, false, 0, "");
   auto e = classify_ending(ok0, std::nullopt);
   CHECK(e.state == run_state::finished);
   CHECK(e.exit_code == 0);
 
-  exit_facts bad{true, false, false, 3, ""};
+  auto bad = facts(true, false, false, 3, "");
   e = classify_ending(bad, std::nullopt);
   CHECK(e.state == run_state::failed);
   CHECK(e.reason == "exit");
   CHECK(e.exit_code == 3);
 
-  exit_facts killed{true, false, true, 9, ""};
+  auto killed = facts(true, false, true, 9, "");
   e = classify_ending(killed, std::nullopt);
   CHECK(e.state == run_state::failed);
   CHECK(e.reason == "signal");
   CHECK(e.signal == "SIGKILL");
   CHECK_FALSE(e.exit_code);
 
-  exit_facts term{true, false, true, 15, ""};
+  auto term = facts(true, false, true, 15, "");
   e = classify_ending(term, std::string{"user"});
   CHECK(e.state == run_state::stopped);
   CHECK(e.reason == "user");
@@ -65,7 +80,8 @@ TEST_CASE("exit 0 finishes, non-zero and signals fail, a stop is stopped") {
 }
 
 TEST_CASE("an exec error fails with its message and no record means lost") {
-  exit_facts exec{true, true, false, 127, "cannot start 'nope': No such file"};
+  auto exec
+      = facts(true, true, false, 127, "cannot start 'nope': No such file");
   auto e = classify_ending(exec, std::nullopt);
   CHECK(e.state == run_state::failed);
   CHECK(e.reason == "exec_error");
@@ -77,7 +93,7 @@ TEST_CASE("an exec error fails with its message and no record means lost") {
 }
 
 TEST_CASE("a run stopped for exceeding max_runtime fails with reason timeout") {
-  exit_facts term{true, false, true, 15, ""};
+  auto term = facts(true, false, true, 15, "");
   auto e = classify_ending(term, std::string{"timeout"});
   CHECK(e.state == run_state::failed);
   CHECK(e.reason == "timeout");

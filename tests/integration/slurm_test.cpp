@@ -1,0 +1,271 @@
+// Runs handed to a real single-node Slurm (tests/slurm/cluster.sh, started
+// by ctest's slurm_cluster fixture; SLURM_CONF names it). The same trainer
+// trees as the local tests, through the same API.
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "services/command.hpp"
+#include "services/slurm.hpp"
+#include "tests/integration/checks.hpp"
+
+using namespace corral::test;
+using json = nlohmann::json;
+
+namespace {
+
+// A daemon whose experiments default to Slurm, polling squeue often so
+// the tests do not wait on the 2 s default.
+struct slurm_daemon {
+  temp_dir conf_dir;
+  std::string conf = write_conf(conf_dir, "");
+  test_daemon d{{"--config", conf}};
+
+  static std::string write_conf(const temp_dir& dir, const std::string& more) {
+    auto path = dir.path() + "/corral.yaml";
+    std::ofstream{path} << "executor: slurm\nslurm:\n  poll: 300ms\n" << more;
+    return path;
+  }
+};
+
+void require_cluster() {
+  INFO("the [slurm] tests run against tests/slurm/cluster.sh: ctest starts "
+       "one (fixture slurm_cluster), or export SLURM_CONF yourself");
+  REQUIRE(std::getenv("SLURM_CONF") != nullptr);
+}
+
+// squeue's own word on a job.
+std::string squeue_state(const std::string& job) {
+  auto out = corral::run_command({"squeue", "--json"}, 30s);
+  REQUIRE(out);
+  REQUIRE(out->ok());
+  auto jobs = corral::parse_squeue_json(out->out);
+  REQUIRE(jobs);
+  for (auto& j : *jobs)
+    if (j.id == job)
+      return j.state;
+  return "";
+}
+
+std::string logs_of(test_daemon& d, const std::string& id) {
+  auto r = d.call("GET", "/api/v1/runs/" + id + "/logs?tail=1000");
+  if (r.status != 200)
+    return "(logs answered " + std::to_string(r.status) + ": " + r.raw + ")";
+  std::string text;
+  for (auto& l : r.body["lines"])
+    text += l["text"].get<std::string>() + "\n";
+  return text;
+}
+
+bool counters_frozen(const trainer_dir& t) {
+  std::map<std::string, long> before;
+  for (auto& r : trainer_dir::roles)
+    before[r] = t.count(r);
+  std::this_thread::sleep_for(500ms);
+  for (auto& r : trainer_dir::roles)
+    if (t.count(r) != before[r])
+      return false;
+  return true;
+}
+
+} // namespace
+
+TEST_CASE("a Slurm run: running from squeue, pause stops every process, "
+          "resume continues them, stop leaves nothing",
+          "[slurm]") {
+  require_cluster();
+  slurm_daemon s;
+  temp_dir dir;
+  trainer_dir t{dir.path()};
+  auto id = submit_one(s.d, trainer_yaml("tree", dir.path()));
+  auto run = wait_state(s.d, id, {"running"});
+  CHECK(run["executor"] == "slurm");
+  CHECK(run["pause_mechanism"] == "slurm");
+  REQUIRE(run["slurm_job_id"].is_string());
+  auto job = run["slurm_job_id"].get<std::string>();
+  REQUIRE(t.wait_all_started(60s));
+  REQUIRE(wait_until([&] { return s.d.run(id)["node"].is_string(); }, 20s));
+  CHECK(squeue_state(job) == "RUNNING");
+  // The same tailer follows the job's output on the shared directory.
+  REQUIRE(wait_until(
+      [&] { return logs_of(s.d, id).find("step ") != std::string::npos; },
+      20s));
+
+  auto paused = s.d.call("POST", "/api/v1/runs/" + id + "/pause");
+  INFO(paused.raw);
+  REQUIRE(paused.status == 200);
+  CHECK(paused.body["state"] == "paused");
+  // Slurm suspended the job, and every process (the setsid escapee too)
+  // is stopped: its counter stands still.
+  CHECK(squeue_state(job) == "SUSPENDED");
+  for (auto pid : t.pids()) {
+    auto st = proc_state(pid);
+    CHECK((st == 'T' || st == 'D'));
+  }
+  CHECK(counters_frozen(t));
+
+  auto resumed = s.d.call("POST", "/api/v1/runs/" + id + "/resume");
+  INFO(resumed.raw);
+  REQUIRE(resumed.status == 200);
+  CHECK(resumed.body["state"] == "running");
+  REQUIRE(counters_advance(t));
+  CHECK(squeue_state(job) == "RUNNING");
+
+  auto stopped
+      = s.d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
+  INFO(stopped.raw);
+  REQUIRE(stopped.status == 200);
+  CHECK(stopped.body["state"] == "stopped");
+  CHECK(stopped.body["reason"] == "user");
+  // The shim passed the stop signal to the main process, which ran its
+  // handler; what was left of the tree went with the job.
+  CHECK(t.has("main.sigterm"));
+  check_tree_gone(t);
+}
+
+TEST_CASE("a stop on Slurm asks for a checkpoint first through the shim",
+          "[slurm]") {
+  require_cluster();
+  slurm_daemon s;
+  temp_dir dir;
+  auto id = submit_one(
+      s.d,
+      "experiments:\n  - name: ckpt\n    command: [python3, "
+      "\"" CORRAL_SOURCE_DIR
+      "/config/examples/toy_trainer.py\", --ckpt-dir, \"ckpt/{run}\", "
+      "--workers, \"1\"]\n"
+      "    stop: {checkpoint_signal: SIGUSR1, checkpoint_timeout: 30s, "
+      "grace: 20s}\n"
+      "    artifacts: {checkpoints: \"ckpt/{run}/*.zip\"}\n",
+      dir.path());
+  wait_state(s.d, id, {"running"});
+  REQUIRE(wait_until(
+      [&] { return logs_of(s.d, id).find("Using cpu") != std::string::npos; },
+      60s));
+  auto stop
+      = s.d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
+  INFO(stop.raw);
+  REQUIRE(stop.status == 200);
+  CHECK(stop.body["state"] == "stopped");
+  json saved;
+  auto events = s.d.call("GET", "/api/v1/runs/" + id + "/events").body;
+  for (auto& e : events["events"])
+    if (e["type"] == "checkpoint")
+      saved = e;
+  INFO(events.dump(1));
+  REQUIRE(saved["data"]["saved"] == true);
+  CHECK(saved["data"]["name"].get<std::string>().starts_with("ckpt/" + id));
+  CHECK(logs_of(s.d, id).find("(SIGUSR1)") != std::string::npos);
+}
+
+TEST_CASE(
+    "a Slurm sweep is one job per run, and exit codes and failure reasons "
+    "come from the shim's exit file and Slurm",
+    "[slurm]") {
+  require_cluster();
+  // Followed by polling, as on NFS.
+  temp_dir conf_dir;
+  auto conf = slurm_daemon::write_conf(conf_dir, "  log_watch: poll\n");
+  test_daemon d{{"--config", conf}};
+  temp_dir dir;
+  auto r = d.submit("experiments:\n  - name: sweep\n    command: [sh, -c, "
+                    "\"echo hello {code}; exit {code}\"]\n"
+                    "    matrix: {code: [0, 3]}\n",
+                    dir.path());
+  INFO(r.raw);
+  REQUIRE(r.status == 201);
+  REQUIRE(r.body["runs"].size() == 2);
+  std::map<std::string, json> ended;
+  std::set<std::string> jobs;
+  for (auto& run : r.body["runs"]) {
+    auto id = run["id"].get<std::string>();
+    ended[id] = wait_state(d, id, {"finished", "failed", "stopped"});
+    jobs.insert(ended[id]["slurm_job_id"].get<std::string>());
+  }
+  CHECK(jobs.size() == 2);
+  for (auto& [id, run] : ended) {
+    INFO(run.dump(1));
+    INFO(logs_of(d, id));
+    if (id.ends_with("code0")) {
+      CHECK(run["state"] == "finished");
+      CHECK(run["exit_code"] == 0);
+      CHECK(logs_of(d, id).find("hello 0") != std::string::npos);
+    } else {
+      CHECK(run["state"] == "failed");
+      CHECK(run["reason"] == "slurm_FAILED");
+      CHECK(run["exit_code"] == 3);
+      CHECK(logs_of(d, id).find("hello 3") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a job cancelled outside Corral fails with reason slurm_CANCELLED",
+          "[slurm]") {
+  require_cluster();
+  slurm_daemon s;
+  temp_dir dir;
+  trainer_dir t{dir.path()};
+  auto id = submit_one(s.d, trainer_yaml("outside", dir.path()));
+  auto run = wait_state(s.d, id, {"running"});
+  auto job = run["slurm_job_id"].get<std::string>();
+  auto out = corral::run_command({"scancel", job}, 30s);
+  REQUIRE(out);
+  REQUIRE(out->ok());
+  run = wait_state(s.d, id, {"failed", "stopped", "finished"});
+  INFO(run.dump(1));
+  CHECK(run["state"] == "failed");
+  CHECK(run["reason"] == "slurm_CANCELLED");
+  REQUIRE(wait_until(
+      [&] {
+        for (auto pid : t.pids())
+          if (alive(pid))
+            return false;
+        return true;
+      },
+      30s));
+  check_tree_gone(t);
+}
+
+TEST_CASE("a restarted daemon follows its Slurm jobs again", "[slurm]") {
+  require_cluster();
+  temp_dir state;
+  temp_dir conf_dir;
+  auto conf = slurm_daemon::write_conf(conf_dir, "");
+  temp_dir dir;
+  trainer_dir t{dir.path()};
+  std::string id, job;
+  {
+    test_daemon first{state.path(), {"--config", conf}, false};
+    id = submit_one(first, trainer_yaml("again", dir.path()));
+    job = wait_state(first, id, {"running"})["slurm_job_id"].get<std::string>();
+    REQUIRE(t.wait_all_started(60s));
+    first.kill9();
+  }
+  // The job went on without a daemon.
+  REQUIRE(counters_advance(t));
+  test_daemon second{state.path(), {"--config", conf}, true};
+  auto run = wait_state(second, id, {"running"});
+  CHECK(run["slurm_job_id"] == job);
+  auto events = second.call("GET", "/api/v1/runs/" + id + "/events").body;
+  bool restart_seen = false;
+  for (auto& e : events["events"])
+    restart_seen = restart_seen || e["type"] == "daemon";
+  CHECK(restart_seen);
+  // Pause and stop work on the job it took back.
+  auto paused = second.call("POST", "/api/v1/runs/" + id + "/pause");
+  INFO(paused.raw);
+  REQUIRE(paused.status == 200);
+  CHECK(counters_frozen(t));
+  auto stopped = second.call("POST", "/api/v1/runs/" + id + "/stop",
+                             R"({"wait": true})");
+  INFO(stopped.raw);
+  REQUIRE(stopped.status == 200);
+  CHECK(stopped.body["state"] == "stopped");
+  CHECK(t.has("main.sigterm"));
+  check_tree_gone(t);
+}

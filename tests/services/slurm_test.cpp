@@ -1,0 +1,312 @@
+// The Slurm pieces that need no cluster: the batch job a run becomes, what
+// squeue's JSON says, and how a job's end is classified. The real cluster
+// is in tests/integration/slurm_test.cpp.
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "services/command.hpp"
+#include "services/run_machine.hpp"
+#include "services/slurm.hpp"
+#include "tests/temp_dir.hpp"
+
+using namespace corral;
+using corral::test::temp_dir;
+
+namespace {
+
+executor_config slurm_cfg() {
+  executor_config cfg;
+  cfg.shim_path = "/opt/corral/corral-shim";
+  cfg.slurm_dir = "/shared/corral";
+  return cfg;
+}
+
+run_spec spec_of(std::vector<std::string> command) {
+  run_spec s;
+  s.experiment = "ppo";
+  s.command = std::move(command);
+  s.cwd = "/home/me/exp";
+  s.executor = "slurm";
+  return s;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// What /bin/sh makes of the script's exec line: the argv it would run.
+std::vector<std::string> argv_via_sh(const std::string& script) {
+  temp_dir dir;
+  auto path = dir.path() + "/job.sh";
+  // The same script, with the shim replaced by a printer of its argv.
+  auto exec_at = script.find("\nexec ");
+  REQUIRE(exec_at != std::string::npos);
+  auto first_word_end = script.find(' ', exec_at + 6);
+  auto text = script.substr(0, exec_at + 6) + "printf '%s\\n'"
+              + script.substr(first_word_end);
+  std::ofstream{path} << text;
+  auto out = run_command({"/bin/sh", path}, std::chrono::seconds{10});
+  REQUIRE(out);
+  REQUIRE(out->ok());
+  std::vector<std::string> words;
+  std::string line;
+  std::istringstream in(out->out);
+  while (std::getline(in, line))
+    words.push_back(line);
+  return words;
+}
+
+} // namespace
+
+TEST_CASE("shell_quote makes any text one literal word", "[slurm]") {
+  CHECK(shell_quote("plain") == "'plain'");
+  CHECK(shell_quote("it's") == "'it'\\''s'");
+  CHECK(shell_quote("") == "''");
+}
+
+TEST_CASE("the batch script runs the shim with the command exactly as "
+          "written: no shell interprets what the user wrote",
+          "[slurm]") {
+  auto spec = spec_of({"python3", "train.py", "--name", "a b; rm -rf / #",
+                       "$(touch /tmp/pwned)", "`id`", "it's", "*", "\"q\"",
+                       "{x}", "line\nbreak"});
+  spec.env = {{"LR", "3e-4 $(id)"}, {"NOTE", "it's"}};
+  auto job = make_batch_job(slurm_cfg(), "ppo-1", spec);
+  CHECK(job.script.rfind("#!/bin/sh\n", 0) == 0);
+  auto words = argv_via_sh(job.script);
+  // The shim's own options first, then -- and the command untouched.
+  auto dashes = std::find(words.begin(), words.end(), "--");
+  REQUIRE(dashes != words.end());
+  std::vector<std::string> command(dashes + 1, words.end());
+  // getline splits the one argument that holds a newline.
+  std::vector<std::string> expected(spec.command.begin(),
+                                    spec.command.end() - 1);
+  expected.push_back("line");
+  expected.push_back("break");
+  CHECK(command == expected);
+  std::vector<std::string> opts(words.begin(), dashes);
+  CHECK(has(opts, "--run-dir"));
+  CHECK(has(opts, "/shared/corral/ppo-1"));
+  CHECK(has(opts, "--exit-like-main"));
+  CHECK(has(opts, "--suspend-file"));
+  CHECK(has(opts, "/shared/corral/ppo-1/suspended"));
+  CHECK(has(opts, "--forward"));
+  CHECK(has(opts, std::to_string(SIGTERM)));
+  // The environment is exported, quoted; Slurm's GPU choice is left alone.
+  CHECK(job.script.find("export 'LR=3e-4 $(id)'") != std::string::npos);
+  CHECK(job.script.find("export 'NOTE=it'\\''s'") != std::string::npos);
+  CHECK(job.script.find("export 'CORRAL_RUN_ID=ppo-1'") != std::string::npos);
+  CHECK(job.script.find("CUDA_VISIBLE_DEVICES") == std::string::npos);
+}
+
+TEST_CASE("the checkpoint signal is forwarded too, and slurm.shim names the "
+          "shim the nodes run",
+          "[slurm]") {
+  auto cfg = slurm_cfg();
+  cfg.slurm_shim = "/shared/bin/corral-shim";
+  auto spec = spec_of({"python3", "train.py"});
+  spec.stop.checkpoint_signal = SIGUSR1;
+  auto job = make_batch_job(cfg, "ppo-1", spec);
+  auto words = argv_via_sh(job.script);
+  CHECK(job.script.find("\nexec '/shared/bin/corral-shim' '--run-dir'")
+        != std::string::npos);
+  auto fwd = std::find(words.begin(), words.end(), "--forward");
+  REQUIRE(fwd + 1 < words.end());
+  CHECK(fwd[1] == std::to_string(SIGTERM) + "," + std::to_string(SIGUSR1));
+}
+
+TEST_CASE("experiment keys become sbatch options", "[slurm]") {
+  auto spec = spec_of({"python3", "train.py"});
+  auto bare = make_batch_job(slurm_cfg(), "ppo-1", spec).sbatch_args;
+  CHECK(has(bare, "--parsable"));
+  CHECK(has(bare, "--job-name=corral-ppo-1"));
+  CHECK(has(bare, "--output=/shared/corral/ppo-1/slurm-%j.out"));
+  CHECK(has(bare, "--error=/shared/corral/ppo-1/slurm-%j.err"));
+  CHECK(has(bare, "--chdir=/home/me/exp"));
+  CHECK(has(bare, "--no-requeue"));
+  for (auto& a : bare) {
+    CHECK(a.rfind("--gres", 0) != 0);
+    CHECK(a.rfind("--partition", 0) != 0);
+  }
+
+  spec.gpus = 2;
+  spec.cpus = 3.5;
+  spec.memory_bytes = 8ull * 1024 * 1024 * 1024 + 1;
+  spec.slurm.partition = "gpu";
+  spec.slurm.account = "lab";
+  spec.slurm.qos = "high";
+  spec.slurm.time = "1-00:00:00";
+  spec.slurm.extra_args = {"--constraint=a100", "--exclusive"};
+  auto full = make_batch_job(slurm_cfg(), "ppo-1", spec).sbatch_args;
+  CHECK(has(full, "--gres=gpu:2"));
+  CHECK(has(full, "--cpus-per-task=4"));
+  CHECK(has(full, "--mem=8193M"));
+  CHECK(has(full, "--partition=gpu"));
+  CHECK(has(full, "--account=lab"));
+  CHECK(has(full, "--qos=high"));
+  CHECK(has(full, "--time=1-00:00:00"));
+  // extra_args go last, as given.
+  REQUIRE(full.size() >= 2);
+  CHECK(full[full.size() - 2] == "--constraint=a100");
+  CHECK(full.back() == "--exclusive");
+}
+
+TEST_CASE("squeue --json of Slurm 22.05: states, node, wait status",
+          "[slurm]") {
+  // Trimmed from what 22.05.8 printed (tests/slurm/cluster.sh).
+  auto text = R"({"meta": {"Slurm": {"release": "22.05.8"}}, "errors": [],
+    "jobs": [
+      {"job_id": 2, "job_state": "PENDING", "state_reason": "Resources",
+       "nodes": "", "batch_host": "", "exit_code": 0},
+      {"job_id": 3, "job_state": "RUNNING", "state_reason": "None",
+       "nodes": "vm", "batch_host": "vm", "exit_code": 0},
+      {"job_id": 4, "job_state": "FAILED", "state_reason": "NonZeroExitCode",
+       "nodes": "vm", "batch_host": "vm", "exit_code": 768},
+      {"job_id": 5, "job_state": "CANCELLED", "state_reason": "None",
+       "nodes": "vm", "batch_host": "vm", "exit_code": 9},
+      {"job_id": 6, "job_state": "COMPLETED", "state_reason": "None",
+       "nodes": "vm", "batch_host": "vm", "exit_code": 0}]})";
+  auto jobs = parse_squeue_json(text);
+  REQUIRE(jobs);
+  REQUIRE(jobs->size() == 5);
+  auto& j = *jobs;
+  CHECK(j[0].id == "2");
+  CHECK(j[0].state == "PENDING");
+  CHECK(j[0].reason == "Resources");
+  CHECK(j[0].node.empty());
+  CHECK_FALSE(j[0].exit_code);
+  CHECK(j[1].node == "vm");
+  CHECK_FALSE(j[1].exit_code); // not final: no exit status yet
+  CHECK(j[2].exit_code == 3);
+  CHECK_FALSE(j[2].signal);
+  CHECK(j[3].signal == 9);
+  CHECK(j[4].exit_code == 0);
+
+  CHECK(parse_squeue_json(R"({"jobs": []})")->empty());
+  auto bad = parse_squeue_json("slurm_load_jobs error: Unable to contact");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("JSON") != std::string::npos);
+  CHECK_FALSE(parse_squeue_json(R"({"errors": []})"));
+}
+
+TEST_CASE("final Slurm states", "[slurm]") {
+  for (auto s : {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", ""})
+    CHECK_FALSE(is_final_slurm_state(s));
+  for (auto s : {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
+                 "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
+    CHECK(is_final_slurm_state(s));
+}
+
+TEST_CASE("a Slurm job's end: Corral's intent first, then Slurm's state, "
+          "then the exit record",
+          "[slurm]") {
+  exit_facts f;
+  f.job_id = "42";
+  f.recorded = true;
+
+  SECTION("COMPLETED with exit 0 is finished, as locally") {
+    f.cluster_state = "COMPLETED";
+    auto e = classify_ending(f, std::nullopt);
+    CHECK(e.state == run_state::finished);
+    CHECK(e.reason == "exit");
+    CHECK(e.exit_code == 0);
+  }
+  SECTION("FAILED is failed with reason slurm_FAILED and the exit code") {
+    f.cluster_state = "FAILED";
+    f.code = 3;
+    auto e = classify_ending(f, std::nullopt);
+    CHECK(e.state == run_state::failed);
+    CHECK(e.reason == "slurm_FAILED");
+    CHECK(e.exit_code == 3);
+    CHECK(e.message.find("job 42") != std::string::npos);
+  }
+  SECTION("OUT_OF_MEMORY and NODE_FAIL name the state; without a record "
+          "the exit status is Slurm's") {
+    f.recorded = false;
+    f.cluster_state = "NODE_FAIL";
+    f.cluster_signal = SIGKILL;
+    auto e = classify_ending(f, std::nullopt);
+    CHECK(e.state == run_state::failed);
+    CHECK(e.reason == "slurm_NODE_FAIL");
+    CHECK(e.signal == "SIGKILL");
+    f.cluster_state = "OUT_OF_MEMORY";
+    f.cluster_signal.reset();
+    f.cluster_exit_code = 0;
+    CHECK(classify_ending(f, std::nullopt).reason == "slurm_OUT_OF_MEMORY");
+  }
+  SECTION("TIMEOUT is failed with reason timeout") {
+    f.cluster_state = "TIMEOUT";
+    f.signaled = true;
+    f.code = SIGTERM;
+    auto e = classify_ending(f, std::nullopt);
+    CHECK(e.state == run_state::failed);
+    CHECK(e.reason == "timeout");
+    CHECK(e.message.find("time limit") != std::string::npos);
+  }
+  SECTION("CANCELLED: stopped when Corral cancelled it, failed otherwise") {
+    f.cluster_state = "CANCELLED";
+    f.recorded = false;
+    auto mine = classify_ending(f, std::string{"user"});
+    CHECK(mine.state == run_state::stopped);
+    CHECK(mine.reason == "user");
+    CHECK(mine.message.find("job 42") != std::string::npos);
+    auto theirs = classify_ending(f, std::nullopt);
+    CHECK(theirs.state == run_state::failed);
+    CHECK(theirs.reason == "slurm_CANCELLED");
+  }
+  SECTION("a main process that exits 0 on Corral's SIGTERM shows COMPLETED; "
+          "Corral's intent makes it stopped") {
+    f.cluster_state = "COMPLETED";
+    auto e = classify_ending(f, std::string{"user"});
+    CHECK(e.state == run_state::stopped);
+    CHECK(e.reason == "user");
+  }
+  SECTION("an exec error stays an exec error") {
+    f.cluster_state = "FAILED";
+    f.exec_error = true;
+    f.code = 127;
+    f.message = "no such file";
+    auto e = classify_ending(f, std::nullopt);
+    CHECK(e.reason == "exec_error");
+  }
+  SECTION("COMPLETED without an exit record is lost") {
+    f.cluster_state = "COMPLETED";
+    f.recorded = false;
+    CHECK(classify_ending(f, std::nullopt).reason == "lost");
+  }
+}
+
+TEST_CASE("a local directory is not a network filesystem", "[slurm]") {
+  temp_dir dir;
+  std::string name;
+  CHECK_FALSE(is_network_filesystem(dir.path(), &name));
+  CHECK(name.empty());
+}
+
+TEST_CASE("run_command keeps stdout, stderr and the exit code, and kills "
+          "what runs too long",
+          "[slurm]") {
+  auto ok = run_command({"sh", "-c", "echo out; echo err >&2; exit 3"},
+                        std::chrono::seconds{10});
+  REQUIRE(ok);
+  CHECK(ok->code == 3);
+  CHECK(ok->out == "out\n");
+  CHECK(ok->err == "err\n");
+  CHECK(ok->failure() == "err");
+  auto slow = run_command({"sleep", "30"}, std::chrono::milliseconds{200});
+  REQUIRE(slow);
+  CHECK(slow->timed_out);
+  CHECK_FALSE(slow->ok());
+  auto missing = run_command({"no-such-program-xyz"}, std::chrono::seconds{5});
+  // posix_spawnp reports a missing program either way: as an error, or as
+  // the child's exit 127.
+  CHECK((!missing || missing->code == 127));
+  CHECK(on_path("sh"));
+  CHECK_FALSE(on_path("no-such-program-xyz"));
+}
