@@ -2,11 +2,14 @@
 # The whole test suite, as CI runs it: installs what is missing, checks the
 # formatting, builds with warnings as errors, runs every test under
 # ASan/UBSan (the daemon and its shim included), then every test against
-# the optimized build, then the benchmarks in their smoke mode.
+# the optimized build, then the benchmarks in their smoke mode. The Slurm
+# tests run against a private single-node Slurm that ctest starts and
+# stops (tests/slurm/cluster.sh, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./deploy/install-deps.sh
+./tests/slurm/install-deps.sh
 
 echo "== clang-format"
 git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror

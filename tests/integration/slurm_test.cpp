@@ -269,3 +269,41 @@ TEST_CASE("a restarted daemon follows its Slurm jobs again", "[slurm]") {
   CHECK(t.has("main.sigterm"));
   check_tree_gone(t);
 }
+
+TEST_CASE("a run whose job is still pending is queued, and a stop cancels "
+          "the job",
+          "[slurm]") {
+  require_cluster();
+  slurm_daemon s;
+  temp_dir dir;
+  // Held back by Slurm for an hour: PENDING, reason BeginTime.
+  auto id = submit_one(s.d, trainer_yaml("later", dir.path(), "",
+                                         "    slurm: {extra_args: "
+                                         "[\"--begin=now+1hour\"]}\n"));
+  REQUIRE(
+      wait_until([&] { return s.d.run(id)["slurm_job_id"].is_string(); }, 30s));
+  auto job = s.d.run(id)["slurm_job_id"].get<std::string>();
+  REQUIRE(wait_until([&] { return squeue_state(job) == "PENDING"; }, 30s));
+  CHECK(s.d.run(id)["state"] == "queued");
+  // The pending reason is an event.
+  REQUIRE(wait_until(
+      [&] {
+        auto events = s.d.call("GET", "/api/v1/runs/" + id + "/events").body;
+        for (auto& e : events["events"])
+          if (e["type"] == "slurm" && e["cause"] == "slurm")
+            return true;
+        return false;
+      },
+      30s));
+  auto paused = s.d.call("POST", "/api/v1/runs/" + id + "/pause");
+  CHECK(paused.status == 409);
+  auto stopped
+      = s.d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
+  INFO(stopped.raw);
+  REQUIRE(stopped.status == 200);
+  CHECK(stopped.body["state"] == "stopped");
+  CHECK(stopped.body["reason"] == "user");
+  auto st = squeue_state(job);
+  CHECK((st == "CANCELLED" || st.empty()));
+  CHECK_FALSE(trainer_dir{dir.path()}.has("main.pid"));
+}

@@ -43,10 +43,15 @@ export function ResourcesTab({ run }) {
       <div><span class="muted">RSS</span><strong>${bytes(r.rss_bytes)}</strong></div>
       <div><span class="muted">GPU memory</span><strong>${bytes(r.gpu_memory_bytes)}</strong></div>
       <div><span class="muted">Pause by</span><strong>${run.pause_mechanism || '–'}</strong></div>
+      ${run.executor === 'slurm' && html`
+        <div><span class="muted">Slurm job</span><strong data-testid="slurm-job">${run.slurm_job_id || '–'}</strong></div>
+        <div><span class="muted">Node</span><strong>${run.node || '–'}</strong></div>`}
     </div>
     <h3>Process tree</h3>
     ${procs.length === 0
-      ? html`<p class="muted">No live process${run.state === 'queued' ? ' yet' : ''}.</p>`
+      ? html`<p class="muted">${run.executor === 'slurm'
+        ? 'The processes run on a Slurm node; the daemon sees them through Slurm only.'
+        : `No live process${run.state === 'queued' ? ' yet' : ''}.`}</p>`
       : html`<table class="procs" data-testid="processes">
         <thead><tr><th>PID</th><th>PPID</th><th>State</th><th>CPU</th><th>RSS</th><th>Command</th></tr></thead>
         <tbody>${procs.map((p) => html`<tr data-pid=${p.pid}>
