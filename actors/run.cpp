@@ -1417,13 +1417,19 @@ run_actor::behavior_type run(run_actor::stateful_pointer<run_actor_state> self,
               names += (names.empty() ? "" : ", ") + std::to_string(p.pid)
                        + " (" + p.cmd + ", state " + std::string(1, p.state)
                        + ")";
+            auto why = "processes that would not stop: "
+                       + (names.empty() ? std::string{"unknown"} : names);
+            if (auto* s = slurm_of(self))
+              why = "the shim on the node did not confirm its tree "
+                    "stopped (no stopped line in "
+                    + s->run_dir()
+                    + "/suspended; see its shim.log), or Slurm did not "
+                      "answer scontrol suspend";
             auto err
                 = make_error(ec::pause_timeout,
                              "run " + st.cfg.id + " did not freeze within "
                                  + std::to_string(st.cfg.pause_timeout.count())
-                                 + " ms and was thawed again; processes that "
-                                   "would not stop: "
-                                 + (names.empty() ? "unknown" : names));
+                                 + " ms and was thawed again; " + why);
             spdlog::warn("run/{} pause timed out: {}", st.cfg.id, err.message);
             record(self, "pause_timeout", "user", err.message);
             fail_waiters(st.pause_waiters, err);

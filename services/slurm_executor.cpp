@@ -230,6 +230,7 @@ slurm_executor::on_answer(const std::string& tag,
       return out;
     if (!failed) {
       suspended_ = true;
+      state_ = "SUSPENDED"; // what Slurm just accepted; polls confirm it
       return out;
     }
     // Suspending takes an operator's rights; the shim's stop stands alone.
@@ -246,9 +247,14 @@ slurm_executor::on_answer(const std::string& tag,
                                        + job_id_ + ": " + why);
     return out;
   }
-  if (tag == "resume" && failed) {
-    out.failure = make_error(ec::internal,
-                             "cannot resume Slurm job " + job_id_ + ": " + why);
+  if (tag == "resume") {
+    if (failed)
+      out.failure = make_error(ec::internal, "cannot resume Slurm job "
+                                                 + job_id_ + ": " + why);
+    else if (state_ == "SUSPENDED")
+      // Accepted: until the next poll, a stale SUSPENDED must not read as
+      // a suspend from outside.
+      state_ = "RUNNING";
     return out;
   }
   if (failed)

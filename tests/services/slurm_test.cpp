@@ -7,12 +7,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "services/command.hpp"
+#include "services/exit_record.hpp"
 #include "services/run_machine.hpp"
 #include "services/slurm.hpp"
+#include "services/slurm_executor.hpp"
 #include "tests/temp_dir.hpp"
 
 using namespace corral;
@@ -309,4 +312,188 @@ TEST_CASE("run_command keeps stdout, stderr and the exit code, and kills "
   CHECK((!missing || missing->code == 127));
   CHECK(on_path("sh"));
   CHECK_FALSE(on_path("no-such-program-xyz"));
+}
+
+namespace {
+
+// A Slurm executor whose commands are kept, not run: the protocol alone.
+struct recorded_executor {
+  temp_dir dir;
+  std::vector<slurm_request> sent;
+  std::unique_ptr<slurm_executor> exec;
+
+  recorded_executor() {
+    executor_config cfg;
+    cfg.shim_path = "/opt/corral-shim";
+    cfg.slurm_dir = dir.path();
+    auto spec = spec_of({"python3", "train.py"});
+    spec.cwd = dir.path();
+    auto launched = slurm_executor::launch(
+        cfg, "r1", spec, false, [this](slurm_request r) { sent.push_back(r); });
+    REQUIRE(launched);
+    exec = std::move(*launched);
+  }
+  static result<command_output> answer(int code, std::string out = "",
+                                       std::string err = "") {
+    command_output o;
+    o.code = code;
+    o.out = std::move(out);
+    o.err = std::move(err);
+    return o;
+  }
+  std::string run_file(const std::string& name) const {
+    return dir.path() + "/r1/" + name;
+  }
+  const std::vector<std::string>& last() const {
+    return sent.back().commands.back();
+  }
+};
+
+slurm_job job_in(std::string state) {
+  slurm_job j;
+  j.id = "42";
+  j.state = std::move(state);
+  j.node = "gpu07";
+  return j;
+}
+
+} // namespace
+
+TEST_CASE("a Slurm attempt: sbatch of the written script, then the job id "
+          "from --parsable",
+          "[slurm]") {
+  recorded_executor r;
+  REQUIRE(r.sent.size() == 1);
+  CHECK(r.sent[0].tag == "submit");
+  auto& sbatch = r.sent[0].commands.at(0);
+  CHECK(sbatch.front() == "sbatch");
+  CHECK(sbatch.back() == r.run_file("batch.sh"));
+  CHECK(std::filesystem::exists(r.run_file("batch.sh")));
+  auto refused = r.exec->on_answer(
+      "submit", recorded_executor::answer(1, "",
+                                          "sbatch: error: invalid "
+                                          "partition specified: gpu\n"));
+  REQUIRE(refused.failure);
+  CHECK(refused.failure->message
+        == "sbatch refused the job: sbatch: error: invalid partition "
+           "specified: gpu");
+  auto ok = r.exec->on_answer("submit", recorded_executor::answer(0, "42\n"));
+  CHECK(ok.submitted);
+  CHECK(r.exec->job_id() == "42");
+  CHECK(r.exec->identity_json()["job_id"] == "42");
+  CHECK(slurm_executor::names_slurm(r.exec->identity_json()));
+}
+
+TEST_CASE("a Slurm pause waits for the shim's word, then suspends; resume "
+          "continues through Slurm and the shim",
+          "[slurm]") {
+  recorded_executor r;
+  r.exec->on_answer("submit", recorded_executor::answer(0, "42\n"));
+  auto now = slurm_executor::clock::now();
+  r.exec->observe(job_in("RUNNING"), now);
+  CHECK(r.exec->node() == "gpu07");
+
+  REQUIRE(r.exec->freeze());
+  CHECK(r.sent.back().tag == "tstp");
+  CHECK(
+      r.last()
+      == std::vector<std::string>{"scancel", "--batch", "--signal=TSTP", "42"});
+  CHECK_FALSE(r.exec->advance_pause()); // the shim has not answered
+  CHECK_FALSE(r.exec->frozen());
+  std::ofstream{r.run_file("suspended")} << "partial 1/3 1700000000000\n";
+  CHECK_FALSE(r.exec->advance_pause()); // not every process stopped
+  std::ofstream{r.run_file("suspended")} << "stopped 3 1700000000000\n";
+  CHECK(r.exec->advance_pause());
+  CHECK(r.last() == std::vector<std::string>{"scontrol", "suspend", "42"});
+  CHECK_FALSE(r.exec->frozen()); // Slurm has not answered
+  r.exec->on_answer("suspend", recorded_executor::answer(0));
+  CHECK(r.exec->frozen());
+  CHECK(r.exec->main_stopped());
+
+  REQUIRE(r.exec->thaw());
+  CHECK(r.sent.back().tag == "resume");
+  REQUIRE(r.sent.back().commands.size() == 2);
+  CHECK(r.sent.back().commands[0]
+        == std::vector<std::string>{"scontrol", "resume", "42"});
+  CHECK(
+      r.last()
+      == std::vector<std::string>{"scancel", "--batch", "--signal=CONT", "42"});
+  auto resumed = r.exec->on_answer("resume", recorded_executor::answer(0));
+  CHECK_FALSE(resumed.failure);
+  // A poll from before the resume can no longer read as a suspend.
+  CHECK_FALSE(r.exec->main_stopped());
+}
+
+TEST_CASE("without operator rights the shim's stop is the pause, and the "
+          "run says so",
+          "[slurm]") {
+  recorded_executor r;
+  r.exec->on_answer("submit", recorded_executor::answer(0, "42\n"));
+  REQUIRE(r.exec->freeze());
+  std::ofstream{r.run_file("suspended")} << "stopped 2 1700000000000\n";
+  REQUIRE(r.exec->advance_pause());
+  auto out = r.exec->on_answer(
+      "suspend", recorded_executor::answer(
+                     1, "", "Access/permission denied for job 42\n"));
+  CHECK(out.note.find("scontrol suspend was refused") != std::string::npos);
+  CHECK(out.note.find("RUNNING") != std::string::npos);
+  CHECK(r.exec->frozen());
+  REQUIRE(r.exec->thaw());
+  // Nothing to resume in Slurm: only the shim continues its tree.
+  REQUIRE(r.sent.back().commands.size() == 1);
+  CHECK(
+      r.last()
+      == std::vector<std::string>{"scancel", "--batch", "--signal=CONT", "42"});
+}
+
+TEST_CASE("stop signals go to the shim, the tree signal to the whole step, "
+          "and the kill is a plain scancel",
+          "[slurm]") {
+  recorded_executor r;
+  r.exec->on_answer("submit", recorded_executor::answer(0, "42\n"));
+  REQUIRE(r.exec->signal_main(SIGUSR1));
+  CHECK(
+      r.last()
+      == std::vector<std::string>{"scancel", "--batch", "--signal=USR1", "42"});
+  r.exec->signal_tree(SIGTERM);
+  CHECK(
+      r.last()
+      == std::vector<std::string>{"scancel", "--full", "--signal=TERM", "42"});
+  r.exec->kill_tree();
+  CHECK(r.last() == std::vector<std::string>{"scancel", "42"});
+}
+
+TEST_CASE("a Slurm attempt ends with the exit file, or a few seconds after "
+          "the final state without one",
+          "[slurm]") {
+  recorded_executor r;
+  r.exec->on_answer("submit", recorded_executor::answer(0, "42\n"));
+  auto t0 = slurm_executor::clock::now();
+  r.exec->observe(job_in("RUNNING"), t0);
+  CHECK_FALSE(r.exec->ended(t0));
+  auto done = job_in("FAILED");
+  done.exit_code = 3;
+  r.exec->observe(done, t0);
+  CHECK_FALSE(r.exec->ended(t0)); // the exit file may be on its way
+  CHECK(r.exec->ended(t0 + std::chrono::seconds{4}));
+  auto facts = r.exec->collect_exit();
+  CHECK_FALSE(facts.recorded);
+  CHECK(facts.cluster_state == "FAILED");
+  CHECK(facts.cluster_exit_code == 3);
+  CHECK(facts.job_id == "42");
+
+  exit_record rec{"exited", 3, 77, "", 1};
+  REQUIRE(write_exit_record(r.run_file(""), rec));
+  CHECK(r.exec->ended(t0));
+  facts = r.exec->collect_exit();
+  CHECK(facts.recorded);
+  CHECK(facts.code == 3);
+  CHECK(classify_ending(facts, std::nullopt).reason == "slurm_FAILED");
+
+  // squeue forgot the job (MinJobAge passed while no daemon looked).
+  recorded_executor gone;
+  gone.exec->on_answer("submit", recorded_executor::answer(0, "43\n"));
+  gone.exec->observe(std::nullopt, t0);
+  CHECK(gone.exec->ended(t0 + std::chrono::seconds{4}));
+  CHECK(gone.exec->collect_exit().cluster_state.empty());
 }
