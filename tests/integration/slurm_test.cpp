@@ -307,3 +307,35 @@ TEST_CASE("a run whose job is still pending is queued, and a stop cancels "
   CHECK((st == "CANCELLED" || st.empty()));
   CHECK_FALSE(trainer_dir{dir.path()}.has("main.pid"));
 }
+
+TEST_CASE("a restart by policy is a new Slurm job of the same run", "[slurm]") {
+  require_cluster();
+  slurm_daemon s;
+  temp_dir dir;
+  auto id = submit_one(s.d,
+                       "experiments:\n  - name: again\n    command: [sh, -c, "
+                       "\"echo attempt; exit 3\"]\n"
+                       "    restart: {policy: on-failure, max: 1, backoff: "
+                       "500ms}\n",
+                       dir.path());
+  auto run = wait_state(s.d, id, {"failed"});
+  REQUIRE(wait_until(
+      [&] {
+        run = s.d.run(id);
+        return run["attempt"] == 2 && run["state"] == "failed";
+      },
+      60s));
+  INFO(run.dump(1));
+  CHECK(run["reason"] == "slurm_FAILED");
+  std::set<std::string> jobs;
+  auto events = s.d.call("GET", "/api/v1/runs/" + id + "/events").body;
+  for (auto& e : events["events"])
+    if (e["type"] == "slurm" && e["cause"] == "submitted")
+      jobs.insert(e["data"]["job"].get<std::string>());
+  INFO(events.dump(1));
+  CHECK(jobs.size() == 2);
+  CHECK(jobs.count(run["slurm_job_id"].get<std::string>()) == 1);
+  // One log across both attempts.
+  auto logs = logs_of(s.d, id);
+  CHECK(logs.find("attempt\nattempt\n") != std::string::npos);
+}
