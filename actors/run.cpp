@@ -957,7 +957,12 @@ void on_slurm_job(self_ptr self, const slurm_report& report) {
   }
   if (!st.view.pid)
     st.view.pid = s->main_pid();
+  auto before = st.view.state;
   observe(self, true);
+  if (before == run_state::paused && st.view.state == run_state::running)
+    // Resumed from outside: Slurm thawed the job, but the processes the
+    // shim stopped at the suspend wait for its SIGCONT.
+    st.exec->continue_stopped();
 }
 
 // Slurm answered a command the run's executor sent.

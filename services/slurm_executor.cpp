@@ -166,6 +166,11 @@ status slurm_executor::thaw() {
   return ok;
 }
 
+void slurm_executor::continue_stopped() {
+  if (!job_id_.empty())
+    send("continue", {scancel({"--batch", "--signal=CONT"})});
+}
+
 bool slurm_executor::main_stopped() const {
   return state_ == "SUSPENDED";
 }

@@ -61,7 +61,9 @@ public:
   /// `scontrol resume` (if suspended), then SIGCONT to the shim, which
   /// continues its tree (tag "resume").
   status thaw() override;
-  void continue_stopped() override {}
+  /// SIGCONT to the shim, which continues what it stopped: after a resume
+  /// from outside (`scontrol resume` only thaws the job).
+  void continue_stopped() override;
   /// Slurm shows the job SUSPENDED (from outside, or by us).
   bool main_stopped() const override;
   bool uses_cgroup() const override { return false; }

@@ -339,3 +339,36 @@ TEST_CASE("a restart by policy is a new Slurm job of the same run", "[slurm]") {
   auto logs = logs_of(s.d, id);
   CHECK(logs.find("attempt\nattempt\n") != std::string::npos);
 }
+
+TEST_CASE("scontrol suspend and resume from outside show as paused and "
+          "running, and the whole tree goes on",
+          "[slurm]") {
+  require_cluster();
+  slurm_daemon s;
+  temp_dir dir;
+  trainer_dir t{dir.path()};
+  auto id = submit_one(s.d, trainer_yaml("outside", dir.path()));
+  auto job
+      = wait_state(s.d, id, {"running"})["slurm_job_id"].get<std::string>();
+  REQUIRE(t.wait_all_started(60s));
+  auto suspend = corral::run_command({"scontrol", "suspend", job}, 30s);
+  REQUIRE(suspend);
+  REQUIRE(suspend->ok());
+  auto run = wait_state(s.d, id, {"paused"}, 30s);
+  CHECK(run["state"] == "paused");
+  // Slurm's SIGTSTP reached the shim, which stopped the tree; Slurm froze
+  // the rest 2 s later.
+  REQUIRE(wait_until([&] { return counters_frozen(t); }, 20s));
+  auto resume = corral::run_command({"scontrol", "resume", job}, 30s);
+  REQUIRE(resume);
+  REQUIRE(resume->ok());
+  wait_state(s.d, id, {"running"}, 30s);
+  REQUIRE(counters_advance(t));
+  auto events = s.d.call("GET", "/api/v1/runs/" + id + "/events").body;
+  int external = 0;
+  for (auto& e : events["events"])
+    if (e["type"] == "state" && e["cause"] == "external")
+      ++external;
+  INFO(events.dump(1));
+  CHECK(external == 2);
+}
