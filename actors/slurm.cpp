@@ -14,17 +14,22 @@ void poll(self_ptr self) {
   auto& st = self->state;
   if (st.watched.empty())
     return;
-  // All states: a job that just ended is still listed (until MinJobAge),
-  // with its final state and exit code.
-  auto out = run_command({"squeue", "--json", "--states=all"},
-                         st.cfg.command_timeout);
+  auto out = run_command(squeue_command(st.json), st.cfg.command_timeout);
+  if (out && !out->ok() && st.json && squeue_lacks_json(out->err + out->out)) {
+    spdlog::info("slurm: this squeue has no --json; reading its --format "
+                 "lines instead (exit codes come from the shim's exit files)");
+    st.json = false;
+    out = run_command(squeue_command(false), st.cfg.command_timeout);
+  }
   std::string failure;
   std::vector<slurm_job> jobs;
   if (!out)
     failure = out.error().message;
   else if (!out->ok())
     failure = "squeue failed: " + out->failure();
-  else if (auto parsed = parse_squeue_json(out->out); !parsed)
+  else if (auto parsed = st.json ? parse_squeue_json(out->out)
+                                 : parse_squeue_lines(out->out);
+           !parsed)
     failure = parsed.error().message;
   else
     jobs = std::move(*parsed);

@@ -23,6 +23,8 @@ struct slurm_state {
   std::map<std::string, run_actor> watched; // job id → its run
   /// The last squeue failure, logged once until squeue works again.
   std::string last_failure;
+  /// squeue answers --json (else its --format lines are read).
+  bool json = true;
 };
 
 slurm_actor::behavior_type

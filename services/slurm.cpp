@@ -195,6 +195,60 @@ result<std::vector<slurm_job>> parse_squeue_json(std::string_view text) {
   return out;
 }
 
+result<std::vector<slurm_job>> parse_squeue_lines(std::string_view text) {
+  std::vector<slurm_job> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string_view::npos)
+      end = text.size();
+    auto line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.empty())
+      continue;
+    std::vector<std::string> f;
+    std::size_t from = 0;
+    for (;;) {
+      auto bar = line.find('|', from);
+      f.emplace_back(line.substr(from, bar == std::string_view::npos
+                                           ? std::string_view::npos
+                                           : bar - from));
+      if (bar == std::string_view::npos)
+        break;
+      from = bar + 1;
+    }
+    if (f.size() != 4 || f[0].empty())
+      return make_error(ec::internal, "squeue printed a line that is not "
+                                      "id|state|reason|host: '"
+                                          + std::string{line} + "'");
+    slurm_job job;
+    job.id = f[0];
+    job.state = f[1];
+    job.reason = f[2];
+    if (f[3] != "n/a" && f[3] != "(null)")
+      job.node = f[3];
+    out.push_back(std::move(job));
+  }
+  return out;
+}
+
+std::vector<std::string> squeue_command(bool json) {
+  // All states: a job that just ended is still listed (until MinJobAge)
+  // with its final state. --me: only the daemon's own jobs, where the
+  // installed squeue honours filters (22.05's --json does not).
+  if (json)
+    return {"squeue", "--json", "--states=all", "--me"};
+  return {"squeue", "--noheader", "--states=all", "--me",
+          "--format=%i|%T|%r|%B"};
+}
+
+bool squeue_lacks_json(const std::string& output) {
+  return output.find("json") != std::string::npos
+         && (output.find("unrecognized") != std::string::npos
+             || output.find("invalid option") != std::string::npos
+             || output.find("plugin") != std::string::npos);
+}
+
 bool is_final_slurm_state(std::string_view state) {
   return !(state.empty() || state == "PENDING" || state == "RUNNING"
            || state == "SUSPENDED" || state == "CONFIGURING"

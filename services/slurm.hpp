@@ -54,6 +54,18 @@ struct slurm_job {
 /// with the text.
 result<std::vector<slurm_job>> parse_squeue_json(std::string_view text);
 
+/// The jobs of `squeue --noheader --format=%i|%T|%r|%B` (Slurm without
+/// --json): id, state, reason, batch host, one job a line. No exit codes:
+/// those come from the shim's exit file.
+result<std::vector<slurm_job>> parse_squeue_lines(std::string_view text);
+
+/// squeue's arguments for one poll, --json or the format above.
+std::vector<std::string> squeue_command(bool json);
+
+/// True when squeue's failure says it does not know --json (a Slurm
+/// before 21.08, or one built without its JSON plugin).
+bool squeue_lacks_json(const std::string& output);
+
 /// True for the states a job never leaves (COMPLETED, FAILED, CANCELLED,
 /// TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ...).
 bool is_final_slurm_state(std::string_view state);

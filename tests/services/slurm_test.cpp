@@ -497,3 +497,29 @@ TEST_CASE("a Slurm attempt ends with the exit file, or a few seconds after "
   CHECK(gone.exec->ended(t0 + std::chrono::seconds{4}));
   CHECK(gone.exec->collect_exit().cluster_state.empty());
 }
+
+TEST_CASE("without --json, squeue's format lines give states, reasons and "
+          "hosts",
+          "[slurm]") {
+  auto jobs = parse_squeue_lines("11|PENDING|BeginTime|n/a\n"
+                                 "12|RUNNING|None|gpu07\n"
+                                 "13|FAILED|NonZeroExitCode|gpu07\n");
+  REQUIRE(jobs);
+  REQUIRE(jobs->size() == 3);
+  CHECK((*jobs)[0].state == "PENDING");
+  CHECK((*jobs)[0].reason == "BeginTime");
+  CHECK((*jobs)[0].node.empty());
+  CHECK((*jobs)[1].node == "gpu07");
+  CHECK((*jobs)[2].state == "FAILED");
+  CHECK_FALSE((*jobs)[2].exit_code); // from the exit file instead
+  CHECK(parse_squeue_lines("")->empty());
+  auto bad = parse_squeue_lines("JOBID PARTITION NAME\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("id|state|reason|host") != std::string::npos);
+
+  CHECK(squeue_lacks_json("squeue: unrecognized option '--json'"));
+  CHECK_FALSE(squeue_lacks_json("slurm_load_jobs error: Unable to contact "
+                                "slurm controller"));
+  CHECK(squeue_command(true)[1] == "--json");
+  CHECK(squeue_command(false).back() == "--format=%i|%T|%r|%B");
+}
