@@ -155,8 +155,9 @@ TEST_CASE("GPUs are held while a run is paused and released when it ends",
   CHECK(d.run("waiter")["gpus"] == nlohmann::json({0}));
 }
 
-TEST_CASE("a queued run stopped leaves the queue, and an impossible request is 422",
-          "[integration]") {
+TEST_CASE(
+    "a queued run stopped leaves the queue, and an impossible request is 422",
+    "[integration]") {
   test_daemon d{{"--gpus", "1"}};
   auto r = d.submit("experiments:\n  - name: first\n    command: [/bin/sleep, "
                     "\"600\"]\n    gpus: 1\n  - name: second\n    command: "
