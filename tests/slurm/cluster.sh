@@ -141,6 +141,13 @@ do_stop() {
     echo "cluster.sh: slurm processes still using $dir: $left" >&2
     return 1
   fi
+  # slurmd leaves its node's (now empty) freezer cgroup behind; rmdir
+  # removes only empty ones, so another cluster's jobs are never touched.
+  local node
+  node=$(sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$dir/slurm.conf" 2>/dev/null || true)
+  if [ -n "$node" ] && [ -d "/sys/fs/cgroup/freezer/slurm_$node" ]; then
+    find "/sys/fs/cgroup/freezer/slurm_$node" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  fi
   return 0
 }
 
