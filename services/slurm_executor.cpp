@@ -95,6 +95,7 @@ slurm_executor::adopt(const executor_config& cfg, const std::string& run_id,
   self->job_id_ = id->get<std::string>();
   self->send_ = std::move(send);
   self->suspended_ = identity.value("suspended", false);
+  self->suspend_refused_ = identity.value("suspend_refused", false);
   return self;
 }
 
@@ -103,7 +104,10 @@ nlohmann::json slurm_executor::identity_json() const {
           {"job_id",
            job_id_.empty() ? nlohmann::json(nullptr) : nlohmann::json(job_id_)},
           {"run_dir", run_dir_},
-          {"suspended", suspended_}};
+          {"suspended", suspended_},
+          // A pause that is the shim's stop alone (Slurm refused to
+          // suspend) stays a pause for a daemon that restarts.
+          {"suspend_refused", suspend_refused_}};
 }
 
 void slurm_executor::send(std::string tag,

@@ -438,6 +438,11 @@ TEST_CASE("without operator rights the shim's stop is the pause, and the "
   CHECK(out.note.find("scontrol suspend was refused") != std::string::npos);
   CHECK(out.note.find("RUNNING") != std::string::npos);
   CHECK(r.exec->frozen());
+  // A restarted daemon sees the same pause.
+  auto again = slurm_executor::adopt(executor_config{}, "r1",
+                                     r.exec->identity_json(), nullptr);
+  REQUIRE(again);
+  CHECK((*again)->frozen());
   REQUIRE(r.exec->thaw());
   // Nothing to resume in Slurm: only the shim continues its tree.
   REQUIRE(r.sent.back().commands.size() == 1);
