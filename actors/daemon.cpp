@@ -1,5 +1,6 @@
 #include "actors/daemon.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/registry.hpp"
@@ -153,6 +154,22 @@ daemon_runtime::daemon_runtime(runtime_options opts)
     auto runs = db->load_runs();
     if (!runs)
       throw std::runtime_error(runs.error().message);
+    if (!opts.slurm) {
+      // Without a Slurm client these runs could not be followed, and would
+      // end as lost: refuse, and change nothing.
+      std::vector<std::string> on_slurm;
+      for (auto& r : *runs)
+        if (!r.ended && r.record.contains("spec")
+            && r.record["spec"].value("executor", "") == "slurm")
+          on_slurm.push_back(r.id);
+      if (!on_slurm.empty())
+        throw std::runtime_error(
+            fmt::format("the state store holds {} Slurm run(s) that have not "
+                        "ended ({}), but sbatch, squeue, scontrol or scancel "
+                        "is not on this daemon's PATH: start it where Slurm's "
+                        "client commands are",
+                        on_slurm.size(), fmt::join(on_slurm, ", ")));
+    }
     for (auto& r : *runs)
       rc.restored_events[r.id] = events_of(*db, r.id, 1000);
     rc.restored_global = events_of(*db, "", 10000);

@@ -50,9 +50,19 @@ namespace {
 pid_t spawn(const std::vector<std::string>& args,
             const std::vector<std::string>& extra_env, const std::string& out,
             const std::string& err, bool append = false) {
+  // extra_env replaces a variable of the same name (getenv would find the
+  // inherited one first).
+  auto overridden = [&](std::string_view entry) {
+    auto name = entry.substr(0, entry.find('=') + 1);
+    for (auto& x : extra_env)
+      if (std::string_view{x}.starts_with(name))
+        return true;
+    return false;
+  };
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e)
-    env_strings.emplace_back(*e);
+    if (!overridden(*e))
+      env_strings.emplace_back(*e);
   env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
   std::vector<char*> envp;
   for (auto& e : env_strings)

@@ -107,6 +107,7 @@ private:
 };
 
 /// Runs `corral ARGS...` to completion; returns exit code and output.
+/// `env` ("NAME=value") is laid over the test's environment.
 struct command_result {
   int exit_code = -1;
   std::string out;

@@ -248,6 +248,18 @@ TEST_CASE("a restarted daemon follows its Slurm jobs again", "[slurm]") {
   }
   // The job went on without a daemon.
   REQUIRE(counters_advance(t));
+  // A daemon without Slurm's commands could not follow the job: it refuses
+  // to start rather than end the run as lost (and says so even when it
+  // does not default to Slurm).
+  auto local_conf = conf_dir / "local.yaml";
+  std::ofstream{local_conf} << "executor: local\n";
+  auto refused = run_corral({"serve", "--listen", "127.0.0.1:0", "--state-dir",
+                             state.path(), "--config", local_conf},
+                            {"PATH=/nonexistent"});
+  INFO(refused.err);
+  CHECK(refused.exit_code != 0);
+  CHECK(refused.err.find("1 Slurm run(s) that have not ended (" + id + ")")
+        != std::string::npos);
   test_daemon second{state.path(), {"--config", conf}, true};
   auto run = wait_state(second, id, {"running"});
   CHECK(run["slurm_job_id"] == job);
