@@ -655,9 +655,10 @@ void fail_to_launch(self_ptr self, const std::string& message) {
 // job pending; squeue's RUNNING makes it running (on_slurm_job).
 void launch_slurm(self_ptr self) {
   auto& st = self->state;
-  auto launched
-      = slurm_executor::launch(st.cfg.exec, st.cfg.id, st.cfg.spec,
-                               st.view.attempt > 1, slurm_sender_of(self));
+  auto look_first = std::exchange(st.slurm_lookup, false);
+  auto launched = slurm_executor::launch(st.cfg.exec, st.cfg.id, st.cfg.spec,
+                                         st.view.attempt > 1 || look_first,
+                                         slurm_sender_of(self), look_first);
   if (!launched) {
     fail_to_launch(self, launched.error().message);
     return;
@@ -977,7 +978,7 @@ void on_slurm_answer(self_ptr self, std::uint64_t attempt,
     spdlog::warn("run/{}: {}", st.cfg.id, out.note);
     record(self, "slurm", "slurm", out.note);
   }
-  if (tag == "submit") {
+  if (tag == "submit" || tag == "find") {
     if (out.failure) {
       if (st.stop_reason) // stopped while sbatch ran
         finish_ending(self, exit_facts{});
@@ -985,6 +986,15 @@ void on_slurm_answer(self_ptr self, std::uint64_t attempt,
         fail_to_launch(self, out.failure->message);
       return;
     }
+    if (out.ended_unseen) {
+      record(self, "slurm", "slurm",
+             "the job of a submission whose answer the previous daemon did "
+             "not see has ended; its exit file says how");
+      finish_ending(self, s->collect_exit(), true);
+      return;
+    }
+    if (!out.submitted)
+      return; // nothing found: submitted now, its answer follows
     st.view.slurm_job_id = s->job_id();
     self->send(st.cfg.slurm, atom::watch::value, s->job_id(),
                caf::actor_cast<run_actor>(self));
@@ -1052,8 +1062,12 @@ void restore(self_ptr self) {
     st.final = true;
     return;
   }
-  if (auto& id = rec.at("exec");
-      slurm_executor::names_slurm(id)
+  auto& id = rec.at("exec");
+  // sbatch was sent, but its answer (the job id) was not saved: the next
+  // launch looks for that job before it submits again.
+  st.slurm_lookup = slurm_executor::names_slurm(id) && s == run_state::queued
+                    && id.at("job_id").is_null();
+  if (slurm_executor::names_slurm(id)
       && (s != run_state::queued || !id.at("job_id").is_null())) {
     if (s == run_state::running || s == run_state::stopping)
       st.active_before_s += std::max(

@@ -61,6 +61,9 @@ struct run_actor_state {
   std::vector<caf::typed_response_promise<view_result>> resume_waiters;
   /// Why the Slurm job waits, as last recorded (an event per change).
   std::string slurm_reason;
+  /// Restored with an sbatch whose answer was lost: look for its job
+  /// before submitting.
+  bool slurm_lookup = false;
   /// The logs are on a filesystem inotify cannot watch: read every tick.
   bool poll_output = false;
   std::uint64_t pause_generation = 0;

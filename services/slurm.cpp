@@ -160,6 +160,8 @@ result<std::vector<slurm_job>> parse_squeue_json(std::string_view text) {
       job.state = text_of(*s);
     if (auto r = j.find("state_reason"); r != j.end())
       job.reason = text_of(*r);
+    if (auto c = j.find("command"); c != j.end())
+      job.script = text_of(*c);
     if (auto h = j.find("batch_host"); h != j.end())
       job.node = text_of(*h);
     if (job.node.empty())

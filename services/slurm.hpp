@@ -45,6 +45,7 @@ struct slurm_job {
   std::string state;  // PENDING, RUNNING, SUSPENDED, COMPLETED, ...
   std::string reason; // why it waits: Priority, Resources; "None"
   std::string node;   // the batch host once it runs; "" before
+  std::string script; // the batch script's path as submitted
   /// How the batch step ended, once it has.
   std::optional<int> exit_code;
   std::optional<int> signal;

@@ -37,11 +37,17 @@ constexpr auto exit_file_wait = std::chrono::seconds{3};
 result<std::unique_ptr<slurm_executor>>
 slurm_executor::launch(const executor_config& cfg, const std::string& run_id,
                        const run_spec& spec, bool next_attempt,
-                       slurm_sender send) {
+                       slurm_sender send, bool look_first) {
   std::unique_ptr<slurm_executor> self{new slurm_executor};
   self->run_id_ = run_id;
   self->run_dir_ = slurm_run_dir(cfg, run_id);
   self->send_ = std::move(send);
+  self->job_ = make_batch_job(cfg, run_id, spec);
+  if (look_first) {
+    // The files are the lost submission's: its job may be running.
+    self->send("find", {squeue_command(true)});
+    return self;
+  }
   if (!next_attempt)
     if (auto moved
         = archive_run_dir(self->run_dir_, cfg.slurm_dir + "/.archive");
@@ -58,22 +64,28 @@ slurm_executor::launch(const executor_config& cfg, const std::string& run_id,
   // The previous attempt's files must not be read as this one's.
   for (auto name : {"exit", "report", "suspended"})
     std::filesystem::remove(self->run_dir_ + "/" + name, err);
-  auto job = make_batch_job(cfg, run_id, spec);
-  auto script = self->run_dir_ + "/batch.sh";
+  if (auto submitted = self->submit(); !submitted)
+    return submitted.error();
+  return self;
+}
+
+status slurm_executor::submit() {
+  auto script = run_dir_ + "/batch.sh";
   {
     std::ofstream out(script, std::ios::trunc);
-    out << job.script;
+    out << job_.script;
     if (!out.flush())
       return make_error(ec::internal,
                         "cannot write the batch script " + script);
   }
+  std::error_code err;
   std::filesystem::permissions(script, std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::add, err);
   auto argv = std::vector<std::string>{"sbatch"};
-  argv.insert(argv.end(), job.sbatch_args.begin(), job.sbatch_args.end());
+  argv.insert(argv.end(), job_.sbatch_args.begin(), job_.sbatch_args.end());
   argv.push_back(script);
-  self->send("submit", {argv});
-  return self;
+  send("submit", {argv});
+  return ok;
 }
 
 bool slurm_executor::names_slurm(const nlohmann::json& identity) {
@@ -218,6 +230,35 @@ slurm_executor::on_answer(const std::string& tag,
   auto why = !answer  ? answer.error().message
              : failed ? answer->failure()
                       : std::string{};
+  if (tag == "find") {
+    // A job of this run's batch script, from a submission whose answer
+    // was lost; else submit now.
+    std::vector<slurm_job> jobs;
+    if (!failed)
+      if (auto parsed = parse_squeue_json(answer->out))
+        jobs = std::move(*parsed);
+    for (auto& j : jobs)
+      if (j.script == run_dir_ + "/batch.sh") {
+        job_id_ = j.id;
+        out.submitted = true;
+        out.note = "found Slurm job " + j.id
+                   + " of a submission whose answer the previous daemon did "
+                     "not see; following it";
+        return out;
+      }
+    std::error_code err;
+    if (std::filesystem::exists(run_dir_ + "/exit", err)) {
+      // It ran and ended while no daemon watched: not a second time.
+      out.ended_unseen = true;
+      return out;
+    }
+    for (auto name : {"report", "suspended"})
+      std::filesystem::remove(run_dir_ + "/" + name, err);
+    std::filesystem::create_directories(run_dir_, err);
+    if (auto submitted = submit(); !submitted)
+      out.failure = submitted.error();
+    return out;
+  }
   if (tag == "submit") {
     if (failed) {
       out.failure = make_error(ec::internal, "sbatch refused the job: " + why);

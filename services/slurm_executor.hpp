@@ -32,9 +32,13 @@ public:
 
   /// Writes the batch script and sends sbatch (tag "submit"). A restart
   /// (`next_attempt`) keeps the run's directory, so its logs go on.
+  /// `look_first`: a daemon died after sending sbatch and before its
+  /// answer; squeue is asked first (tag "find") for a job of this run's
+  /// batch script, which is taken instead of submitting a second one.
   static result<std::unique_ptr<slurm_executor>>
   launch(const executor_config& cfg, const std::string& run_id,
-         const run_spec& spec, bool next_attempt, slurm_sender send);
+         const run_spec& spec, bool next_attempt, slurm_sender send,
+         bool look_first = false);
   /// True when a saved identity names a Slurm job.
   static bool names_slurm(const nlohmann::json& identity);
   /// Takes back the job a previous daemon submitted; its state comes with
@@ -87,6 +91,9 @@ public:
   /// What an answer means for the run.
   struct outcome {
     bool submitted = false; // sbatch gave the job id: save the identity
+    /// The job of a lost submission ran and ended long enough ago that
+    /// squeue forgot it: its exit file says how (collect_exit).
+    bool ended_unseen = false;
     /// The request failed in a way the run must hear about (sbatch
     /// refused: the run fails; a resume refused: the resume fails).
     std::optional<error> failure;
@@ -111,11 +118,14 @@ public:
 private:
   slurm_executor() = default;
   void send(std::string tag, std::vector<std::vector<std::string>> commands);
+  /// Writes batch.sh and sends sbatch.
+  status submit();
   std::vector<std::string> scancel(std::vector<std::string> args) const;
 
   std::string run_id_;
   std::string run_dir_;
   std::string job_id_;
+  batch_job job_; // what submit() gives sbatch
   slurm_sender send_;
   std::string state_, reason_, node_;
   std::optional<int> exit_code_, signal_;

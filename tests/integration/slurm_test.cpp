@@ -384,3 +384,54 @@ TEST_CASE("scontrol suspend and resume from outside show as paused and "
   INFO(events.dump(1));
   CHECK(external == 2);
 }
+
+TEST_CASE("a daemon killed before sbatch answered finds the job instead of "
+          "submitting it twice",
+          "[slurm]") {
+  require_cluster();
+  REQUIRE(std::filesystem::exists("/usr/bin/sbatch"));
+  temp_dir state, conf_dir, dir, bin;
+  auto conf = slurm_daemon::write_conf(conf_dir, "");
+  // An sbatch that answers 3 s late: the daemon dies while it waits.
+  auto wrapper = bin / "sbatch";
+  std::ofstream{wrapper} << "#!/bin/sh\ntouch '" << bin / "called"
+                         << "'\nsleep 3\nexec /usr/bin/sbatch \"$@\"\n";
+  std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+  std::string path = std::getenv("PATH");
+  std::string id;
+  {
+    ::setenv("PATH", (bin.path() + ":" + path).c_str(), 1);
+    test_daemon first{state.path(), {"--config", conf}, false};
+    ::setenv("PATH", path.c_str(), 1);
+    id = submit_one(first, trainer_yaml("lost", dir.path()));
+    REQUIRE(wait_until([&] { return std::filesystem::exists(bin / "called"); },
+                       30s));
+    first.kill9();
+  }
+  auto script = state.path() + "/slurm/" + id + "/batch.sh";
+  auto jobs_of_run = [&] {
+    auto out = corral::run_command({"squeue", "--json"}, 30s);
+    REQUIRE(out);
+    auto jobs = corral::parse_squeue_json(out->out);
+    REQUIRE(jobs);
+    std::vector<std::string> ids;
+    for (auto& j : *jobs)
+      if (j.script == script)
+        ids.push_back(j.id);
+    return ids;
+  };
+  // The late sbatch went through without the daemon.
+  REQUIRE(wait_until([&] { return jobs_of_run().size() == 1; }, 30s));
+  auto job = jobs_of_run().front();
+
+  test_daemon second{state.path(), {"--config", conf}, true};
+  auto run = wait_state(second, id, {"running"});
+  CHECK(run["slurm_job_id"] == job);
+  CHECK(jobs_of_run() == std::vector<std::string>{job});
+  auto stopped = second.call("POST", "/api/v1/runs/" + id + "/stop",
+                             R"({"wait": true})");
+  INFO(stopped.raw);
+  REQUIRE(stopped.status == 200);
+  CHECK(stopped.body["state"] == "stopped");
+  check_tree_gone(trainer_dir{dir.path()});
+}

@@ -322,14 +322,15 @@ struct recorded_executor {
   std::vector<slurm_request> sent;
   std::unique_ptr<slurm_executor> exec;
 
-  recorded_executor() {
+  explicit recorded_executor(bool look_first = false) {
     executor_config cfg;
     cfg.shim_path = "/opt/corral-shim";
     cfg.slurm_dir = dir.path();
     auto spec = spec_of({"python3", "train.py"});
     spec.cwd = dir.path();
     auto launched = slurm_executor::launch(
-        cfg, "r1", spec, false, [this](slurm_request r) { sent.push_back(r); });
+        cfg, "r1", spec, false, [this](slurm_request r) { sent.push_back(r); },
+        look_first);
     REQUIRE(launched);
     exec = std::move(*launched);
   }
@@ -527,4 +528,49 @@ TEST_CASE("without --json, squeue's format lines give states, reasons and "
                                 "slurm controller"));
   CHECK(squeue_command(true)[1] == "--json");
   CHECK(squeue_command(false).back() == "--format=%i|%T|%r|%B");
+}
+
+TEST_CASE("after a lost sbatch answer, squeue is asked first: the job of "
+          "this run's script is taken, an ended one is not run again",
+          "[slurm]") {
+  auto listing = [](const std::string& script) {
+    return R"({"jobs": [{"job_id": 7, "job_state": "RUNNING",
+                         "command": "/elsewhere/batch.sh"},
+                        {"job_id": 8, "job_state": "PENDING",
+                         "command": ")"
+           + script + R"("}]})";
+  };
+  SECTION("found: followed, not submitted again") {
+    recorded_executor r{true};
+    REQUIRE(r.sent.size() == 1);
+    CHECK(r.sent[0].tag == "find");
+    CHECK(r.sent[0].commands.at(0).at(1) == "--json");
+    auto out = r.exec->on_answer(
+        "find", recorded_executor::answer(0, listing(r.run_file("batch.sh"))));
+    CHECK(out.submitted);
+    CHECK(out.note.find("found Slurm job 8") != std::string::npos);
+    CHECK(r.exec->job_id() == "8");
+    CHECK(r.sent.size() == 1);
+  }
+  SECTION("not found: submitted now") {
+    recorded_executor r{true};
+    auto out = r.exec->on_answer(
+        "find", recorded_executor::answer(0, listing("/other/batch.sh")));
+    CHECK_FALSE(out.submitted);
+    CHECK_FALSE(out.failure);
+    REQUIRE(r.sent.size() == 2);
+    CHECK(r.sent[1].tag == "submit");
+    CHECK(std::filesystem::exists(r.run_file("batch.sh")));
+  }
+  SECTION("not found, but its exit file is there: it ran and ended") {
+    recorded_executor r{true};
+    std::filesystem::create_directories(r.run_file(""));
+    REQUIRE(
+        write_exit_record(r.run_file(""), exit_record{"exited", 0, 5, "", 1}));
+    auto out = r.exec->on_answer(
+        "find", recorded_executor::answer(0, R"({"jobs": []})"));
+    CHECK(out.ended_unseen);
+    CHECK(r.sent.size() == 1);
+    CHECK(r.exec->collect_exit().recorded);
+  }
 }
