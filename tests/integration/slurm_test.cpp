@@ -62,6 +62,24 @@ std::string logs_of(test_daemon& d, const std::string& id) {
   return text;
 }
 
+// A daemon that defaults to Slurm, with one tree_trainer run running and
+// every process of its tree started.
+struct running_tree {
+  slurm_daemon s;
+  temp_dir dir;
+  trainer_dir t{dir.path()};
+  std::string id, job;
+
+  explicit running_tree(const std::string& name) {
+    require_cluster();
+    id = submit_one(s.d, trainer_yaml(name, dir.path()));
+    auto run = wait_state(s.d, id, {"running"});
+    REQUIRE(run["slurm_job_id"].is_string());
+    job = run["slurm_job_id"].get<std::string>();
+    REQUIRE(t.wait_all_started(60s));
+  }
+};
+
 bool counters_frozen(const trainer_dir& t) {
   std::map<std::string, long> before;
   for (auto& r : trainer_dir::roles)
@@ -78,17 +96,11 @@ bool counters_frozen(const trainer_dir& t) {
 TEST_CASE("a Slurm run: running from squeue, pause stops every process, "
           "resume continues them, stop leaves nothing",
           "[slurm]") {
-  require_cluster();
-  slurm_daemon s;
-  temp_dir dir;
-  trainer_dir t{dir.path()};
-  auto id = submit_one(s.d, trainer_yaml("tree", dir.path()));
-  auto run = wait_state(s.d, id, {"running"});
+  running_tree r{"tree"};
+  auto& [s, dir, t, id, job] = r;
+  auto run = s.d.run(id);
   CHECK(run["executor"] == "slurm");
   CHECK(run["pause_mechanism"] == "slurm");
-  REQUIRE(run["slurm_job_id"].is_string());
-  auto job = run["slurm_job_id"].get<std::string>();
-  REQUIRE(t.wait_all_started(60s));
   REQUIRE(wait_until([&] { return s.d.run(id)["node"].is_string(); }, 20s));
   CHECK(squeue_state(job) == "RUNNING");
   // The same tailer follows the job's output on the shared directory.
@@ -206,17 +218,12 @@ TEST_CASE(
 
 TEST_CASE("a job cancelled outside Corral fails with reason slurm_CANCELLED",
           "[slurm]") {
-  require_cluster();
-  slurm_daemon s;
-  temp_dir dir;
-  trainer_dir t{dir.path()};
-  auto id = submit_one(s.d, trainer_yaml("outside", dir.path()));
-  auto run = wait_state(s.d, id, {"running"});
-  auto job = run["slurm_job_id"].get<std::string>();
+  running_tree r{"outside"};
+  auto& [s, dir, t, id, job] = r;
   auto out = corral::run_command({"scancel", job}, 30s);
   REQUIRE(out);
   REQUIRE(out->ok());
-  run = wait_state(s.d, id, {"failed", "stopped", "finished"});
+  auto run = wait_state(s.d, id, {"failed", "stopped", "finished"});
   INFO(run.dump(1));
   CHECK(run["state"] == "failed");
   CHECK(run["reason"] == "slurm_CANCELLED");
@@ -355,14 +362,8 @@ TEST_CASE("a restart by policy is a new Slurm job of the same run", "[slurm]") {
 TEST_CASE("scontrol suspend and resume from outside show as paused and "
           "running, and the whole tree goes on",
           "[slurm]") {
-  require_cluster();
-  slurm_daemon s;
-  temp_dir dir;
-  trainer_dir t{dir.path()};
-  auto id = submit_one(s.d, trainer_yaml("outside", dir.path()));
-  auto job
-      = wait_state(s.d, id, {"running"})["slurm_job_id"].get<std::string>();
-  REQUIRE(t.wait_all_started(60s));
+  running_tree r{"outside"};
+  auto& [s, dir, t, id, job] = r;
   auto suspend = corral::run_command({"scontrol", "suspend", job}, 30s);
   REQUIRE(suspend);
   REQUIRE(suspend->ok());
