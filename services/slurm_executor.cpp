@@ -2,6 +2,7 @@
 
 #include "services/exit_record.hpp"
 #include "services/pidfd.hpp"
+#include "services/proc.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -10,15 +11,6 @@
 namespace corral {
 
 namespace {
-
-std::optional<std::string> read_small_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The signal's name as scancel takes it: "USR1" for SIGUSR1.
 std::string scancel_signal(int sig) {
