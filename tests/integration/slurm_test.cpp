@@ -80,6 +80,15 @@ struct running_tree {
   }
 };
 
+// A user's stop, waited for: the run ends stopped.
+void stop_and_wait(test_daemon& d, const std::string& id) {
+  auto r = d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
+  INFO(r.raw);
+  REQUIRE(r.status == 200);
+  CHECK(r.body["state"] == "stopped");
+  CHECK(r.body["reason"] == "user");
+}
+
 bool counters_frozen(const trainer_dir& t) {
   std::map<std::string, long> before;
   for (auto& r : trainer_dir::roles)
@@ -128,12 +137,7 @@ TEST_CASE("a Slurm run: running from squeue, pause stops every process, "
   REQUIRE(counters_advance(t));
   CHECK(squeue_state(job) == "RUNNING");
 
-  auto stopped
-      = s.d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
-  INFO(stopped.raw);
-  REQUIRE(stopped.status == 200);
-  CHECK(stopped.body["state"] == "stopped");
-  CHECK(stopped.body["reason"] == "user");
+  stop_and_wait(s.d, id);
   // The shim passed the stop signal to the main process, which ran its
   // handler; what was left of the tree went with the job.
   CHECK(t.has("main.sigterm"));
@@ -159,11 +163,7 @@ TEST_CASE("a stop on Slurm asks for a checkpoint first through the shim",
   REQUIRE(wait_until(
       [&] { return logs_of(s.d, id).find("Using cpu") != std::string::npos; },
       60s));
-  auto stop
-      = s.d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
-  INFO(stop.raw);
-  REQUIRE(stop.status == 200);
-  CHECK(stop.body["state"] == "stopped");
+  stop_and_wait(s.d, id);
   json saved;
   auto events = s.d.call("GET", "/api/v1/runs/" + id + "/events").body;
   for (auto& e : events["events"])
@@ -280,11 +280,7 @@ TEST_CASE("a restarted daemon follows its Slurm jobs again", "[slurm]") {
   INFO(paused.raw);
   REQUIRE(paused.status == 200);
   CHECK(counters_frozen(t));
-  auto stopped = second.call("POST", "/api/v1/runs/" + id + "/stop",
-                             R"({"wait": true})");
-  INFO(stopped.raw);
-  REQUIRE(stopped.status == 200);
-  CHECK(stopped.body["state"] == "stopped");
+  stop_and_wait(second, id);
   CHECK(t.has("main.sigterm"));
   check_tree_gone(t);
 }
@@ -316,12 +312,7 @@ TEST_CASE("a run whose job is still pending is queued, and a stop cancels "
       30s));
   auto paused = s.d.call("POST", "/api/v1/runs/" + id + "/pause");
   CHECK(paused.status == 409);
-  auto stopped
-      = s.d.call("POST", "/api/v1/runs/" + id + "/stop", R"({"wait": true})");
-  INFO(stopped.raw);
-  REQUIRE(stopped.status == 200);
-  CHECK(stopped.body["state"] == "stopped");
-  CHECK(stopped.body["reason"] == "user");
+  stop_and_wait(s.d, id);
   auto st = squeue_state(job);
   CHECK((st == "CANCELLED" || st.empty()));
   CHECK_FALSE(trainer_dir{dir.path()}.has("main.pid"));
@@ -429,10 +420,6 @@ TEST_CASE("a daemon killed before sbatch answered finds the job instead of "
   auto run = wait_state(second, id, {"running"});
   CHECK(run["slurm_job_id"] == job);
   CHECK(jobs_of_run() == std::vector<std::string>{job});
-  auto stopped = second.call("POST", "/api/v1/runs/" + id + "/stop",
-                             R"({"wait": true})");
-  INFO(stopped.raw);
-  REQUIRE(stopped.status == 200);
-  CHECK(stopped.body["state"] == "stopped");
+  stop_and_wait(second, id);
   check_tree_gone(trainer_dir{dir.path()});
 }
